@@ -1,0 +1,1 @@
+"""CUDA C kernels launched through CuPy: the same function names and arguments as dlgpu.reference."""

@@ -1,0 +1,1 @@
+"""Numba CPU kernels: the same function names and arguments as dlgpu.reference."""

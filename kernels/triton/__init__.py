@@ -1,0 +1,1 @@
+"""Triton GPU kernels: the same function names and arguments as dlgpu.reference."""

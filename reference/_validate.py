@@ -1,0 +1,167 @@
+"""Argument checks shared by the reference and every backend.
+
+Every check raises ``ValueError`` (wrong value or shape) or ``TypeError`` (wrong
+kind of object) with a message that names the argument and says what was
+expected, so that bad input never reaches a kernel. Pure Python/NumPy: the
+array arguments only need ``.shape``, ``.ndim`` and ``.dtype``, so the same
+checks serve numpy arrays, torch tensors and cupy arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+ACTIVATIONS = ("none", "relu", "leaky_relu", "sigmoid", "tanh")
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(int(s) for s in x.shape)
+
+
+def check_array(x: Any, name: str) -> None:
+    """Raise TypeError unless ``x`` looks like an array (has shape, ndim and dtype)."""
+    if not all(hasattr(x, a) for a in ("shape", "ndim", "dtype")):
+        raise TypeError(f"{name} must be an array or tensor, got {type(x).__name__}")
+
+
+def check_float(x: Any, name: str) -> None:
+    """Raise TypeError unless ``x`` is a floating-point array."""
+    check_array(x, name)
+    kind = getattr(x.dtype, "is_floating_point", None)
+    if kind is None:  # numpy / cupy dtype
+        ok = np.dtype(x.dtype).kind == "f"
+    else:  # torch dtype: .is_floating_point is a property
+        ok = bool(kind)
+    if not ok:
+        raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
+
+
+def check_ndim(x: Any, ndim: int | Sequence[int], name: str, layout: str = "") -> None:
+    """Raise ValueError unless ``x.ndim`` is ``ndim`` (or one of them)."""
+    check_array(x, name)
+    allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if x.ndim not in allowed:
+        want = " or ".join(str(a) for a in allowed)
+        lay = f" ({layout})" if layout else ""
+        raise ValueError(f"{name} must be {want}-D{lay}, got shape {_shape(x)}")
+
+
+def check_shape(x: Any, shape: Sequence[int | None], name: str, what: str = "") -> None:
+    """Raise ValueError unless ``x.shape`` matches ``shape`` (None matches any size)."""
+    check_array(x, name)
+    got = _shape(x)
+    if len(got) != len(shape) or any(w is not None and g != w for g, w in zip(got, shape)):
+        want = "(" + ", ".join("*" if w is None else str(w) for w in shape) + ")"
+        extra = f" ({what})" if what else ""
+        raise ValueError(f"{name} must have shape {want}{extra}, got {got}")
+
+
+def check_same_shape(a: Any, b: Any, name_a: str, name_b: str) -> None:
+    """Raise ValueError unless two arrays have identical shapes."""
+    check_array(a, name_a)
+    check_array(b, name_b)
+    if _shape(a) != _shape(b):
+        raise ValueError(f"{name_b} must have the same shape as {name_a} {_shape(a)}, got {_shape(b)}")
+
+
+def check_nonempty(x: Any, name: str) -> None:
+    """Raise ValueError if ``x`` has no elements."""
+    if int(np.prod(_shape(x))) == 0:
+        raise ValueError(f"{name} must not be empty, got shape {_shape(x)}")
+
+
+def check_choice(value: Any, choices: Iterable[Any], name: str) -> None:
+    """Raise ValueError unless ``value`` is one of ``choices``."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")
+
+
+def check_activation(activation: str) -> None:
+    """Raise ValueError for an activation name no fused epilogue knows."""
+    check_choice(activation, ACTIVATIONS, "activation")
+
+
+def check_reduction(reduction: str) -> None:
+    """Raise ValueError for an unknown loss reduction."""
+    check_choice(reduction, REDUCTIONS, "reduction")
+
+
+def check_probability(p: float, name: str = "p", allow_one: bool = True) -> float:
+    """Return ``p`` as float; ValueError unless 0 <= p <= 1 (or < 1)."""
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number in [0, 1], got {type(p).__name__}")
+    p = float(p)
+    hi_ok = p <= 1.0 if allow_one else p < 1.0
+    if not (p >= 0.0 and hi_ok):
+        raise ValueError(f"{name} must be in [0, 1{']' if allow_one else ')'}, got {p}")
+    return p
+
+
+def check_positive(value: float, name: str) -> float:
+    """Return ``value`` as float; ValueError unless it is a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a positive number, got {type(value).__name__}")
+    value = float(value)
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+    return value
+
+
+def check_nonnegative(value: float, name: str) -> float:
+    """Return ``value`` as float; ValueError unless it is a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a non-negative number, got {type(value).__name__}")
+    value = float(value)
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a non-negative finite number, got {value}")
+    return value
+
+
+def pair(value: int | Sequence[int], name: str, minimum: int = 1) -> tuple[int, int]:
+    """Normalise an int or a pair of ints (height, width); ValueError below ``minimum``."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        out = (int(value), int(value))
+    elif (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)
+    ):
+        out = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(out) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return out
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    """floor((w + 2p - d(f-1) - 1)/s) + 1: output length of a sliding window."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def window_output_hw(
+    hw: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int] = (1, 1),
+    name: str = "kernel_size",
+) -> tuple[int, int]:
+    """Output (height, width) of a 2-D window op; ValueError if the (dilated) window
+    is larger than the padded input, so no output position would exist."""
+    out = []
+    for axis, (w, f, s, p, d) in enumerate(zip(hw, kernel, stride, padding, dilation)):
+        span = d * (f - 1) + 1
+        if span > w + 2 * p:
+            dim = "height" if axis == 0 else "width"
+            raise ValueError(
+                f"{name}: the window spans {span} along {dim} but the padded input is only "
+                f"{w + 2 * p} ({w} + 2*{p}); expected a window no larger than the padded input"
+            )
+        out.append(conv_output_size(w, f, s, p, d))
+    return out[0], out[1]
