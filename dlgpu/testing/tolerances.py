@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Tolerance:
@@ -56,7 +58,15 @@ DTYPE_ALIASES = {
 
 def dtype_name(dtype: object) -> str:
     """Canonical dtype name ('float32', 'bfloat16', ...) for numpy/torch dtypes and strings."""
-    name = str(dtype).replace("torch.", "")
+    if isinstance(dtype, str):
+        name = dtype
+    elif type(dtype).__module__.startswith("torch"):
+        name = str(dtype).replace("torch.", "")
+    else:
+        try:
+            name = np.dtype(dtype).name  # numpy scalar types and dtypes
+        except TypeError:
+            name = str(dtype)
     name = DTYPE_ALIASES.get(name, name)
     if name not in DEFAULT:
         raise ValueError(f"dtype must be one of {', '.join(DEFAULT)}; got {dtype!r}")

@@ -1,0 +1,352 @@
+"""The backend dispatch: one table of ops, four backends, one rule for choosing.
+
+Every op has the same name and arguments in every backend module:
+
+    numpy  -> dlgpu.reference.<family>        (the oracle; always available)
+    numba  -> dlgpu.kernels.numba.<family>    (CPU)
+    triton -> dlgpu.kernels.triton.<family>   (CUDA; CPU tensors under TRITON_INTERPRET=1)
+    cupy   -> dlgpu.kernels.cuda.<family>     (CUDA C through CuPy)
+
+The backend is chosen, first match wins, by: the ``backend=`` argument of the call, the
+innermost ``use_backend(...)`` block, ``set_backend(...)``, the ``DLGPU_BACKEND`` environment
+variable, else ``auto``. ``auto`` picks the best backend for the arrays' device (numba on the
+CPU, triton then cupy on CUDA). A named backend that is unknown, unavailable, lacks the op or
+cannot run on the given arrays is an error; only ``auto`` ever chooses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+BACKENDS: tuple[str, ...] = ("numpy", "numba", "triton", "cupy")
+CHOICES: tuple[str, ...] = ("auto", *BACKENDS)
+
+_MODULE_ROOT = {
+    "numpy": "dlgpu.reference",
+    "numba": "dlgpu.kernels.numba",
+    "triton": "dlgpu.kernels.triton",
+    "cupy": "dlgpu.kernels.cuda",
+}
+
+# op name -> family module (the file under reference/ and under each kernels/<backend>/).
+OPS: dict[str, str] = {}
+
+
+def _register(family: str, *names: str) -> None:
+    for n in names:
+        OPS[n] = family
+
+
+_register(
+    "activations",
+    *(
+        f"{a}_{d}"
+        for a in ("relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax", "log_softmax")
+        for d in ("forward", "backward")
+    ),
+)
+_register("linear", "linear_forward", "linear_backward")
+_register("conv", "conv2d_forward", "conv2d_backward")
+_register("locally_connected", "locally_connected2d_forward", "locally_connected2d_backward")
+_register("pooling", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward")
+_register("dropout", "dropout_forward", "dropout_backward")
+_register(
+    "losses",
+    *(
+        f"{n}_forward"
+        for n in (
+            "hinge_loss",
+            "squared_hinge_loss",
+            "binary_cross_entropy",
+            "binary_cross_entropy_with_logits",
+            "multiclass_hinge_loss",
+            "multiclass_squared_hinge_loss",
+            "cross_entropy",
+            "mse_loss",
+            "l1_loss",
+            "pseudo_huber_loss",
+        )
+    ),
+    "loss_backward",
+)
+_register(
+    "regularizers",
+    "l1_penalty_forward",
+    "l1_penalty_backward",
+    "l2_penalty_forward",
+    "l2_penalty_backward",
+    "max_norm_forward",
+    "clip_grad_norm_forward",
+    "clip_grad_value_forward",
+)
+_register("rnn", "rnn_forward", "rnn_backward")
+_register("lstm", "lstm_forward", "lstm_backward")
+_register("gru", "gru_forward", "gru_backward")
+_register("mgu", "mgu_forward", "mgu_backward")
+
+
+class BackendError(ValueError):
+    """A backend was asked for that is unknown, unavailable, lacks the op, or cannot take the arrays."""
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """Whether a backend can run here, and why not."""
+
+    name: str
+    available: bool
+    reason: str = ""
+    devices: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        if self.available:
+            return f"{self.name}: available ({', '.join(self.devices)})"
+        return f"{self.name}: unavailable ({self.reason})"
+
+
+# ---------------------------------------------------------------- choosing a backend
+
+_global_backend: str | None = None
+_context_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("dlgpu_backend", default=None)
+
+
+def _check_name(name: str, what: str = "backend") -> str:
+    if not isinstance(name, str) or name not in CHOICES:
+        raise BackendError(f"{what} must be one of {', '.join(repr(c) for c in CHOICES)}; got {name!r}")
+    return name
+
+
+def set_backend(name: str | None) -> None:
+    """Select the backend for later calls (``None`` clears the choice, back to the environment/auto)."""
+    global _global_backend
+    _global_backend = None if name is None else _check_name(name)
+
+
+def get_backend() -> str:
+    """The backend name now in force ('auto' unless something selected another)."""
+    ctx = _context_backend.get()
+    if ctx is not None:
+        return ctx
+    if _global_backend is not None:
+        return _global_backend
+    env = os.environ.get("DLGPU_BACKEND")
+    if env:
+        return _check_name(env.strip().lower(), "DLGPU_BACKEND")
+    return "auto"
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Context manager: ``with dlgpu.use_backend("numpy"): ...``."""
+    token = _context_backend.set(_check_name(name))
+    try:
+        yield
+    finally:
+        _context_backend.reset(token)
+
+
+def triton_interpret() -> bool:
+    """True when TRITON_INTERPRET=1: Triton kernels then run on CPU tensors."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+@cache
+def _status(name: str) -> BackendStatus:
+    if name == "numpy":
+        return BackendStatus(name, True, devices=("cpu",))
+    if name == "numba":
+        try:
+            import numba  # noqa: F401
+        except Exception as e:  # ImportError, or a numba/numpy version clash
+            return BackendStatus(name, False, f"numba cannot be imported: {e}")
+        return BackendStatus(name, True, devices=("cpu",))
+    if name == "triton":
+        try:
+            import triton  # noqa: F401
+        except Exception as e:
+            return BackendStatus(name, False, f"triton cannot be imported: {e}")
+        import torch
+
+        if torch.cuda.is_available():
+            return BackendStatus(name, True, devices=("cuda",))
+        if triton_interpret():
+            return BackendStatus(name, True, devices=("cpu (TRITON_INTERPRET=1)",))
+        return BackendStatus(name, False, "no CUDA device (set TRITON_INTERPRET=1 to run the kernels on CPU)")
+    try:
+        import cupy
+    except Exception as e:
+        return BackendStatus(name, False, f"cupy cannot be imported ({e}); install dlgpu[cupy]")
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:
+        return BackendStatus(name, False, f"no CUDA device for cupy: {e}")
+    if n == 0:
+        return BackendStatus(name, False, "no CUDA device")
+    return BackendStatus(name, True, devices=("cuda",))
+
+
+def backends() -> dict[str, BackendStatus]:
+    """Every backend's availability here and, when unavailable, the reason."""
+    return {b: _status(b) for b in BACKENDS}
+
+
+@cache
+def backend_module(backend: str, family: str) -> ModuleType | None:
+    """The module holding ``family``'s ops for ``backend``, or None if that backend has no such file."""
+    try:
+        return importlib.import_module(f"{_MODULE_ROOT[backend]}.{family}")
+    except ModuleNotFoundError as e:
+        if e.name is not None and e.name.startswith(_MODULE_ROOT[backend]):
+            return None
+        raise
+
+
+def implements(backend: str, op: str) -> bool:
+    """True if ``backend`` has a kernel for ``op`` (whether or not it can run here)."""
+    if op not in OPS:
+        raise BackendError(f"op must be one of dlgpu's ops; got {op!r}")
+    mod = backend_module(backend, OPS[op])
+    return mod is not None and callable(getattr(mod, op, None))
+
+
+def op_table() -> dict[str, dict[str, bool]]:
+    """{op: {backend: implemented}} for every op: the table the README shows."""
+    return {op: {b: implements(b, op) for b in BACKENDS} for op in OPS}
+
+
+# ---------------------------------------------------------------- arrays and devices
+
+
+def _kind(a: Any) -> str | None:
+    """'numpy' | 'torch_cpu' | 'torch_cuda' | 'cupy' | None (not an array)."""
+    if isinstance(a, np.ndarray):
+        return "numpy"
+    mod = type(a).__module__
+    if mod.startswith("torch") and hasattr(a, "device"):
+        return "torch_cuda" if a.device.type == "cuda" else "torch_cpu"
+    if mod.startswith("cupy"):
+        return "cupy"
+    return None
+
+
+def _arrays(args: tuple, kwargs: dict) -> list[tuple[str, Any, str]]:
+    found = []
+    for i, a in enumerate(args):
+        for item in a if isinstance(a, (list, tuple)) else (a,):
+            k = _kind(item)
+            if k is not None:
+                found.append((f"argument {i}", item, k))
+    for key, a in kwargs.items():
+        for item in a if isinstance(a, (list, tuple)) else (a,):
+            k = _kind(item)
+            if k is not None:
+                found.append((key, item, k))
+    return found
+
+
+_RUNS_ON = {
+    "numpy": {"numpy", "torch_cpu"},
+    "numba": {"numpy", "torch_cpu"},
+    "triton": {"torch_cuda"},
+    "cupy": {"cupy", "torch_cuda"},
+}
+
+
+def _runs_on(backend: str) -> set[str]:
+    kinds = set(_RUNS_ON[backend])
+    if backend == "triton" and triton_interpret():
+        kinds.add("torch_cpu")
+    return kinds
+
+
+def resolve(op: str, args: tuple = (), kwargs: dict | None = None, backend: str | None = None) -> str:
+    """The backend that will run ``op`` on these arguments (raises BackendError if none can)."""
+    if op not in OPS:
+        raise BackendError(f"op must be one of dlgpu's ops; got {op!r}")
+    name = _check_name(backend) if backend is not None else get_backend()
+    arrays = _arrays(args, kwargs or {})
+    kinds = {k for _, _, k in arrays}
+    on_cuda = bool(kinds & {"torch_cuda", "cupy"})
+    if on_cuda and kinds & {"numpy", "torch_cpu"}:
+        cpu = next(n for n, _, k in arrays if k in ("numpy", "torch_cpu"))
+        gpu = next(n for n, _, k in arrays if k in ("torch_cuda", "cupy"))
+        raise BackendError(f"{op}: {cpu} is on the CPU but {gpu} is on a CUDA device; move them to one device")
+    if name == "auto":
+        order = ("triton", "cupy") if on_cuda else ("numba", "numpy")
+        for cand in order:
+            if _status(cand).available and implements(cand, op) and kinds <= _runs_on(cand):
+                return cand
+        where = "CUDA" if on_cuda else "CPU"
+        raise BackendError(f"{op}: no available backend implements it for {where} arrays ({_why(order)})")
+    st = _status(name)
+    if not st.available:
+        raise BackendError(f"{op}: backend {name!r} is unavailable: {st.reason}")
+    if not implements(name, op):
+        raise BackendError(f"{op}: backend {name!r} has no kernel for it yet (see dlgpu.ops.op_table())")
+    bad = [(n, k) for n, _, k in arrays if k not in _runs_on(name)]
+    if bad:
+        n, k = bad[0]
+        raise BackendError(
+            f"{op}: backend {name!r} cannot run on {n} ({k.replace('_', ' ')}); "
+            f"it takes {', '.join(sorted(_runs_on(name)))}"
+        )
+    return name
+
+
+def _why(order: tuple[str, ...]) -> str:
+    return "; ".join(str(_status(b)) for b in order)
+
+
+# ---------------------------------------------------------------- calling
+
+
+def _to_numpy(a: Any) -> Any:
+    if _kind(a) == "torch_cpu":
+        t = a.detach()
+        if t.dtype.is_floating_point and t.dtype not in _NUMPY_FLOATS():
+            raise TypeError(f"the CPU backends take float16/32/64 tensors, got {t.dtype}")
+        return t.numpy()
+    if isinstance(a, (list, tuple)):
+        return type(a)(_to_numpy(x) for x in a)
+    return a
+
+
+@cache
+def _NUMPY_FLOATS() -> tuple:  # noqa: N802
+    import torch
+
+    return (torch.float16, torch.float32, torch.float64)
+
+
+def _to_torch(a: Any) -> Any:
+    import torch
+
+    if isinstance(a, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(a)) if a.ndim else torch.tensor(a)
+    if isinstance(a, np.generic):
+        return torch.tensor(a)
+    if isinstance(a, (list, tuple)):
+        return type(a)(_to_torch(x) for x in a)
+    return a
+
+
+def call(op: str, *args: Any, backend: str | None = None, **kwargs: Any) -> Any:
+    """Run ``op`` on the chosen backend. Torch CPU tensors reach the CPU backends zero-copy
+    (as numpy views) and their results come back as torch tensors."""
+    name = resolve(op, args, kwargs, backend)
+    fn = getattr(backend_module(name, OPS[op]), op)
+    if name in ("numpy", "numba"):
+        torch_in = any(k == "torch_cpu" for _, _, k in _arrays(args, kwargs))
+        out = fn(*_to_numpy(args), **{k: _to_numpy(v) for k, v in kwargs.items()})
+        return _to_torch(out) if torch_in else out
+    return fn(*args, **kwargs)
