@@ -1,0 +1,403 @@
+"""Seeded test cases for every op: inputs, the backward's inputs, and the runner that checks a
+backend against the float64 reference. Shared by ``dlgpu check``, the bench tool and the tests.
+
+A ``Case`` holds float64 inputs for one forward op and, optionally, a recipe that builds the
+matching backward call from the *reference* forward's outputs (so a backward is judged on its
+own, not on its forward's rounding). ``run_case`` casts the inputs to the dtype under test, runs
+the backend, runs the reference in float64, and returns one ``Report`` per output.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .harness import Report, compare, labels, randn, signs, uniform
+
+# Sizes: "tiny" for tests (fast under the Triton interpreter too), "quick" for `dlgpu check`
+# and `dlgpu bench --quick`.
+SIZES = ("tiny", "quick")
+
+
+@dataclass
+class Case:
+    """One op's forward call (float64 inputs) and how to build its backward call."""
+
+    name: str  # short name shown in tables: 'conv2d', 'lstm[peephole]'
+    tol_op: str  # key into the tolerance table
+    forward: str  # op name in dlgpu.ops
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+    backward: str | None = None
+    # (reference forward outputs as a tuple, generator) -> (args, kwargs) of the backward call
+    make_backward: Callable[[tuple, np.random.Generator], tuple[tuple, dict]] | None = None
+    # indices of the forward outputs that are compared (None: all array outputs)
+    compare_outputs: tuple[int, ...] | None = None
+
+
+def _t(x: Any) -> tuple:
+    return x if isinstance(x, tuple) else (x,)
+
+
+# ---------------------------------------------------------------------- families
+
+
+def _activation_cases(g: np.random.Generator, n: int, k: int) -> list[Case]:
+    out = []
+    x = randn((n, k), g, scale=2.0, min_abs=0.05)
+    for act, from_output in (
+        ("relu", False),
+        ("leaky_relu", False),
+        ("sigmoid", True),
+        ("tanh", True),
+        ("softplus", False),
+        ("softmax", True),
+        ("log_softmax", True),
+    ):
+
+        def mk(outs, gen, _x=x, _fo=from_output):
+            return (randn(outs[0].shape, gen), outs[0] if _fo else _x), {}
+
+        out.append(Case(act, act, f"{act}_forward", (x,), {}, f"{act}_backward", mk))
+    return out
+
+
+def _linear_case(g: np.random.Generator, n: int, i: int, o: int, act: str) -> Case:
+    x, w, b = randn((n, i), g), randn((o, i), g, scale=i**-0.5), randn((o,), g)
+
+    def mk(outs, gen):
+        return (randn(outs[0].shape, gen), x, w, outs[0], act), {}
+
+    return Case(f"linear[{act}]", "linear", "linear_forward", (x, w, b, act), {}, "linear_backward", mk)
+
+
+def _conv_case(g, n, c, h, w, o, k, stride, padding, dilation, groups, act) -> Case:
+    x = randn((n, c, h, w), g)
+    wt = randn((o, c // groups, k, k), g, scale=(c * k * k / groups) ** -0.5)
+    b = randn((o,), g)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, activation=act)
+
+    def mk(outs, gen):
+        bkw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, out=outs[0], activation=act)
+        return (randn(outs[0].shape, gen), x, wt), bkw
+
+    name = f"conv2d[s{stride},p{padding},d{dilation},g{groups},{act}]"
+    return Case(name, "conv2d", "conv2d_forward", (x, wt, b), kw, "conv2d_backward", mk)
+
+
+def _lc_case(g, n, c, h, w, o, k, stride, padding) -> Case:
+    from ..reference.locally_connected import locally_connected2d_output_shape
+
+    oh, ow = locally_connected2d_output_shape((n, c, h, w), k, stride, padding)
+    x = randn((n, c, h, w), g)
+    wt = randn((oh, ow, o, c, k, k), g, scale=(c * k * k) ** -0.5)
+    b = randn((o, oh, ow), g)
+
+    def mk(outs, gen):
+        return (randn(outs[0].shape, gen), x, wt), dict(stride=stride, padding=padding)
+
+    kw = dict(stride=stride, padding=padding)
+    return Case(
+        "locally_connected2d", "locally_connected2d", "locally_connected2d_forward", (x, wt, b), kw,
+        "locally_connected2d_backward", mk,
+    )  # fmt: skip
+
+
+def _pool_cases(g, n, c, h, w) -> list[Case]:
+    # distinct values: no ties, so every backend routes max-pool gradients identically
+    x = (g.permutation(n * c * h * w).reshape(n, c, h, w) / (n * c * h * w) + 0.01).astype(np.float64)
+    cases = []
+    for k, s, p in ((2, 2, 0), (3, 2, 1)):
+
+        def mk_max(outs, gen, _x=x):
+            return (randn(outs[0].shape, gen), outs[1], _x.shape), {}
+
+        cases.append(
+            Case(f"max_pool2d[k{k},s{s},p{p}]", "max_pool2d", "max_pool2d_forward", (x, k, s, p), {},
+                 "max_pool2d_backward", mk_max)
+        )  # fmt: skip
+        for cip in (True, False):
+
+            def mk_avg(outs, gen, _k=k, _s=s, _p=p, _c=cip):
+                return (randn(outs[0].shape, gen), x.shape, _k, _s, _p, _c), {}
+
+            cases.append(
+                Case(f"avg_pool2d[k{k},s{s},p{p},{'incl' if cip else 'excl'}]", "avg_pool2d",
+                     "avg_pool2d_forward", (x, k, s, p, cip), {}, "avg_pool2d_backward", mk_avg)
+            )  # fmt: skip
+    return cases
+
+
+def _dropout_case(g, n, k) -> Case:
+    x = randn((n, k), g)
+    p = 0.3
+    mask = g.random((n, k)) >= p  # explicit: every backend's own RNG draws its own masks
+
+    def mk(outs, gen):
+        return (randn(outs[0].shape, gen), p), dict(mask=mask)
+
+    return Case("dropout", "dropout", "dropout_forward", (x, p), dict(mask=mask), "dropout_backward", mk)
+
+
+def _loss_cases(g, n, k) -> list[Case]:
+    cases = []
+    y = randn((n, k), g, scale=2.0)
+    t_idx = labels(n, k, g)
+    prob = uniform((n, k), g, 0.05, 0.95)
+    t01 = uniform((n, k), g, 0.0, 1.0)
+    tpm = signs((n, k), g)
+    # keep binary hinge inputs off the kink 1 - y t = 0
+    yh = np.where(np.abs(1 - y * tpm) < 0.05, y + 0.1, y)
+    specs = [
+        ("hinge_loss", yh, tpm, {}),
+        ("squared_hinge_loss", yh, tpm, {}),
+        ("binary_cross_entropy", prob, t01, {}),
+        ("binary_cross_entropy_with_logits", y, t01, {}),
+        ("multiclass_hinge_loss", y, t_idx, {}),
+        ("multiclass_squared_hinge_loss", y, t_idx, {}),
+        ("cross_entropy", y, t_idx, {}),
+        ("mse_loss", y, randn((n, k), g), {}),
+        ("l1_loss", y, y + randn((n, k), g, min_abs=0.05), {}),
+        ("pseudo_huber_loss", y, randn((n, k), g), {"delta": 0.7}),
+    ]
+    for name, inp, tgt, extra in specs:
+        for red in ("mean", "none"):
+
+            def mk(outs, gen, _red=red):
+                go = np.asarray(1.7) if _red != "none" else randn(outs[0].shape, gen)
+                return (go, outs[1], _red), {}
+
+            cases.append(
+                Case(f"{name}[{red}]", name, f"{name}_forward", (inp, tgt, red), dict(extra), "loss_backward", mk)
+            )
+    return cases
+
+
+def _regularizer_cases(g, o, i) -> list[Case]:
+    w = randn((o, i), g)
+    grads = [randn((o, i), g), randn((i,), g)]
+    norms = np.sqrt(np.sum(w * w, axis=1))
+    c = float(np.median(norms))  # half the rows get clamped
+
+    def mk_l1(outs, gen):
+        return (w, 0.3, np.asarray(1.3)), {}
+
+    def mk_l2(outs, gen):
+        return (w, 0.3, np.asarray(1.3)), {}
+
+    return [
+        Case("l1_penalty", "l1_penalty", "l1_penalty_forward", (w, 0.3), {}, "l1_penalty_backward", mk_l1),
+        Case("l2_penalty", "l2_penalty", "l2_penalty_forward", (w, 0.3), {}, "l2_penalty_backward", mk_l2),
+        Case("max_norm", "max_norm", "max_norm_forward", (w, c)),
+        Case("clip_grad_norm", "clip_grad_norm", "clip_grad_norm_forward", (grads, 1.0)),
+        Case("clip_grad_value", "clip_grad_value", "clip_grad_value_forward", (grads[0], 0.5)),
+    ]
+
+
+def _recurrent_cases(g, t, b, i, h) -> list[Case]:
+    cases = []
+    x = randn((t, b, i), g)
+    h0 = randn((b, h), g, scale=0.5)
+    c0 = randn((b, h), g, scale=0.5)
+
+    def weights(gates: int):
+        s = h**-0.5
+        return (
+            randn((gates * h, i), g, scale=s),
+            randn((gates * h, h), g, scale=s),
+            randn((gates * h,), g, scale=s),
+            randn((gates * h,), g, scale=s),
+        )
+
+    for nl in ("tanh", "relu"):
+        wih, whh, bih, bhh = weights(1)
+
+        def mk(outs, gen, _w=(wih, whh), _nl=nl):
+            return (randn(outs[0].shape, gen), randn(outs[1].shape, gen), x, h0, *_w, outs[0], _nl), {}
+
+        cases.append(
+            Case(f"rnn[{nl}]", "rnn", "rnn_forward", (x, h0, wih, whh, bih, bhh, nl), {}, "rnn_backward", mk)
+        )
+    for variant, gates in (("forget", 4), ("no_forget", 3), ("peephole", 4)):
+        wih, whh, bih, bhh = weights(gates)
+        wp = randn((3, h), g, scale=0.5) if variant == "peephole" else None
+
+        def mk(outs, gen, _w=(wih, whh), _v=variant, _wp=wp):
+            d = (randn(outs[0].shape, gen), randn(outs[1].shape, gen), randn(outs[2].shape, gen))
+            return (*d, x, h0, c0, *_w, outs[0], outs[3]), dict(weight_peephole=_wp, variant=_v)
+
+        cases.append(
+            Case(f"lstm[{variant}]", "lstm", "lstm_forward", (x, h0, c0, wih, whh, bih, bhh),
+                 dict(weight_peephole=wp, variant=variant), "lstm_backward", mk)
+        )  # fmt: skip
+    for variant in ("cudnn", "cho"):
+        wih, whh, bih, bhh = weights(3)
+
+        def mk(outs, gen, _w=(wih, whh), _v=variant):
+            d = (randn(outs[0].shape, gen), randn(outs[1].shape, gen))
+            return (*d, x, h0, *_w, outs[0], outs[2]), dict(variant=_v)
+
+        cases.append(
+            Case(f"gru[{variant}]", "gru", "gru_forward", (x, h0, wih, whh, bih, bhh), dict(variant=variant),
+                 "gru_backward", mk)
+        )  # fmt: skip
+    wih, whh, bih, bhh = weights(2)
+
+    def mk_mgu(outs, gen):
+        d = (randn(outs[0].shape, gen), randn(outs[1].shape, gen))
+        return (*d, x, h0, wih, whh, outs[0], outs[2]), {}
+
+    cases.append(Case("mgu", "mgu", "mgu_forward", (x, h0, wih, whh, bih, bhh), {}, "mgu_backward", mk_mgu))
+    return cases
+
+
+def all_cases(seed: int = 0, size: str = "quick") -> list[Case]:
+    """Every op's cases, inputs drawn from ``seed``; ``size`` in SIZES."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {', '.join(SIZES)}; got {size!r}")
+    g = np.random.default_rng(seed)
+    tiny = size == "tiny"
+    n, k = (5, 13) if tiny else (257, 129)
+    cases = _activation_cases(g, n, k)
+    cases += [_linear_case(g, n, 11 if tiny else 129, 7 if tiny else 65, a) for a in ("none", "relu", "tanh")]
+    if tiny:
+        cases += [
+            _conv_case(g, 2, 4, 7, 6, 6, 3, 1, 1, 1, 1, "relu"),
+            _conv_case(g, 2, 4, 9, 7, 6, 3, 2, 0, 2, 2, "none"),
+            _lc_case(g, 2, 3, 6, 5, 4, 3, 1, 1),
+        ]
+        cases += _pool_cases(g, 2, 3, 7, 9)
+    else:
+        cases += [
+            _conv_case(g, 4, 16, 17, 15, 32, 3, 1, 1, 1, 1, "relu"),
+            _conv_case(g, 4, 16, 17, 15, 32, 3, 2, 1, 2, 4, "none"),
+            _lc_case(g, 4, 8, 13, 11, 16, 3, 1, 1),
+        ]
+        cases += _pool_cases(g, 4, 16, 33, 31)
+    cases.append(_dropout_case(g, n, k))
+    cases += _loss_cases(g, n, k)
+    cases += _regularizer_cases(g, 7 if tiny else 129, 5 if tiny else 257)
+    cases += _recurrent_cases(g, *((4, 3, 5, 6) if tiny else (13, 17, 33, 31)))
+    return cases
+
+
+# ---------------------------------------------------------------------- running
+
+
+def cast(value: Any, dtype: Any) -> Any:
+    """Float arrays (also inside lists/tuples) to ``dtype``; everything else unchanged."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return value.astype(dtype)
+    if isinstance(value, (list, tuple)):
+        return type(value)(cast(v, dtype) for v in value)
+    return value
+
+
+def _flatten(out: Any) -> list[Any]:
+    """Forward/backward results as a flat list of arrays (None kept in place)."""
+    flat: list[Any] = []
+    for o in _t(out):
+        if isinstance(o, list):
+            flat.extend(o)
+        else:
+            flat.append(o)
+    return flat
+
+
+@dataclass
+class CaseResult:
+    """Reports for one case on one backend and dtype, with the time of one call each way."""
+
+    case: Case
+    backend: str
+    dtype: str
+    reports: list[Report]
+    forward_s: float = float("nan")
+    backward_s: float = float("nan")
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the backend ran and every output matched the reference."""
+        return not self.error and all(r.ok for r in self.reports)
+
+    @property
+    def worst(self) -> Report | None:
+        """The report with the largest relative L2 error (failed ones first)."""
+        if not self.reports:
+            return None
+        return max(self.reports, key=lambda r: (not r.ok, r.rel_l2_err))
+
+
+def _names(op: str, n: int) -> list[str]:
+    return [f"{op}:out{i}" for i in range(n)]
+
+
+def run_case(
+    case: Case,
+    backend: str,
+    dtype: Any = np.float32,
+    seed: int = 0,
+    convert: Callable[[Any], Any] | None = None,
+) -> CaseResult:
+    """Check ``backend`` on ``case`` in ``dtype`` against the float64 reference.
+
+    ``convert`` maps numpy inputs to what the backend takes (e.g. torch tensors for triton);
+    errors raised by the backend are caught and reported, never hidden.
+    """
+    from .. import ops
+
+    dname = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    ref_ops = {
+        name: getattr(ops.backend_module("numpy", ops.OPS[name]), name)
+        for name in (case.forward, case.backward) if name
+    }  # fmt: skip
+    conv = convert or (lambda a: a)
+
+    def to_backend(v: Any) -> Any:
+        v = cast(v, dtype)
+        if isinstance(v, (list, tuple)):
+            return type(v)(to_backend(x) for x in v)
+        return conv(v) if isinstance(v, np.ndarray) else v
+
+    result = CaseResult(case, backend, dname, [])
+    ref_out = _t(ref_ops[case.forward](*case.args, **case.kwargs))
+    try:
+        args = to_backend(case.args)
+        kwargs = {k: to_backend(v) for k, v in case.kwargs.items()}
+        t0 = time.perf_counter()
+        out = _t(ops.call(case.forward, *args, backend=backend, **kwargs))
+        result.forward_s = time.perf_counter() - t0
+    except Exception as e:  # reported, not hidden
+        result.error = f"forward: {type(e).__name__}: {e}"
+        return result
+    flat_ref, flat_out = _flatten(ref_out), _flatten(out)
+    idx = case.compare_outputs if case.compare_outputs is not None else range(len(flat_ref))
+    names = _names(case.forward, len(flat_ref))
+    for i in idx:
+        if flat_ref[i] is None:
+            continue
+        result.reports.append(compare(flat_out[i], flat_ref[i], op=case.tol_op, dtype=dname, name=names[i]))
+    if case.backward is None or case.make_backward is None:
+        return result
+    bargs, bkwargs = case.make_backward(ref_out, np.random.default_rng(seed + 1))
+    ref_grads = _flatten(ref_ops[case.backward](*bargs, **bkwargs))
+    try:
+        args = to_backend(bargs)
+        kwargs = {k: to_backend(v) for k, v in bkwargs.items()}
+        t0 = time.perf_counter()
+        grads = _flatten(ops.call(case.backward, *args, backend=backend, **kwargs))
+        result.backward_s = time.perf_counter() - t0
+    except Exception as e:
+        result.error = f"backward: {type(e).__name__}: {e}"
+        return result
+    names = _names(case.backward, len(ref_grads))
+    for i, (gr, rr) in enumerate(zip(grads, ref_grads)):
+        if rr is None:
+            continue
+        result.reports.append(compare(gr, rr, op=case.tol_op, dtype=dname, name=names[i]))
+    return result
