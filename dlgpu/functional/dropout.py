@@ -41,7 +41,9 @@ def _backward(ctx, dy):  # noqa: ANN001, ANN202
 _dropout.register_autograd(_backward, setup_context=_setup)
 
 
-def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False, seed: int | None = None) -> Tensor:
+def dropout(
+    input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False, seed: int | None = None
+) -> Tensor:
     """Inverted dropout like torch.nn.functional.dropout: y = x * m / (1 - p), m ~ Bernoulli(1 - p).
 
     The mask comes from ``seed`` through the backend's own counter-based RNG; with seed=None a
