@@ -45,3 +45,14 @@ def check_tensor(x: Any, name: str) -> None:
     """TypeError unless ``x`` is a torch tensor."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+
+
+def check_same_dtype(**tensors: torch.Tensor | None) -> None:
+    """TypeError unless every given (non-None) tensor has the dtype of the first one."""
+    items = [(k, t) for k, t in tensors.items() if t is not None]
+    if not items:
+        return
+    name0, t0 = items[0]
+    for k, t in items[1:]:
+        if t.dtype != t0.dtype:
+            raise TypeError(f"{k} must have the dtype of {name0} ({t0.dtype}), got {t.dtype}")

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..reference._validate import check_activation
 from ..reference.conv import conv2d_output_shape
-from ._common import as_pair, check_tensor, run
+from ._common import as_pair, check_same_dtype, check_tensor, run
 
 # ---------------------------------------------------------------------- conv2d
 
@@ -119,6 +119,7 @@ def conv2d(
     check_tensor(weight, "weight")
     if bias is not None:
         check_tensor(bias, "bias")
+    check_same_dtype(input=input, weight=weight, bias=bias)
     check_activation(activation)
     s, d = as_pair(stride, "stride"), as_pair(dilation, "dilation")
     if isinstance(padding, str):
@@ -195,4 +196,5 @@ def locally_connected2d(
     check_tensor(weight, "weight")
     if bias is not None:
         check_tensor(bias, "bias")
+    check_same_dtype(input=input, weight=weight, bias=bias)
     return _lc2d(input, weight, bias, as_pair(stride, "stride"), as_pair(padding, "padding", minimum=0))

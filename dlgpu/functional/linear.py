@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ..reference._validate import check_activation
-from ._common import check_tensor, run
+from ._common import check_same_dtype, check_tensor, run
 
 
 @torch.library.custom_op("dlgpu::linear", mutates_args=())
@@ -68,5 +68,6 @@ def linear(
     check_tensor(weight, "weight")
     if bias is not None:
         check_tensor(bias, "bias")
+    check_same_dtype(input=input, weight=weight, bias=bias)
     check_activation(activation)
     return _linear(input, weight, bias, activation, float(negative_slope))

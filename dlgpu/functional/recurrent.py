@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ..reference._validate import check_choice
-from ._common import check_tensor, run, zeros_if_none
+from ._common import check_same_dtype, check_tensor, run, zeros_if_none
 
 # --------------------------------------------------------------------------- RNN
 
@@ -180,6 +180,7 @@ def _check(input: Tensor, weight_ih: Tensor, weight_hh: Tensor) -> None:
     check_tensor(input, "input")
     check_tensor(weight_ih, "weight_ih")
     check_tensor(weight_hh, "weight_hh")
+    check_same_dtype(input=input, weight_ih=weight_ih, weight_hh=weight_hh)
     if input.ndim != 3:
         raise ValueError(f"input must be 3-D (T, B, I), time-major; got shape {tuple(input.shape)}")
     if weight_hh.ndim != 2:

@@ -17,7 +17,7 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # One decorator configuration for every kernel: compiled once per dtype signature and cached
 # on disk, fastmath off so float32 results stay within rounding of the float64 reference.
-JIT = dict(nopython=True, cache=True, nogil=True)
+JIT = dict(cache=True, nogil=True)
 PJIT = dict(JIT, parallel=True)
 
 
