@@ -49,7 +49,10 @@ def _gradcheck_cases():
         "log_softmax": (lambda x: D.log_softmax(x, 0), (_r(4, 5),)),
         "linear_sigmoid": (lambda *a: D.linear(*a, activation="sigmoid"), (_r(4, 5), _r(3, 5), _r(3))),
         "conv2d": (lambda *a: D.conv2d(*a, stride=2, padding=1, groups=2), (x4, _r(4, 2, 3, 3), _r(4))),
-        "locally_connected2d": (lambda *a: D.locally_connected2d(*a, padding=1), (x4, _r(6, 5, 3, 4, 3, 3), _r(3, 6, 5))),
+        "locally_connected2d": (
+            lambda *a: D.locally_connected2d(*a, padding=1),
+            (x4, _r(6, 5, 3, 4, 3, 3), _r(3, 6, 5)),
+        ),
         "max_pool2d": (lambda a: D.max_pool2d(a, 3, 2, 1), (x4,)),
         "avg_pool2d": (lambda a: D.avg_pool2d(a, 2, 1, 1, count_include_pad=False), (x4,)),
         "dropout": (lambda a: D.dropout(a, 0.4, seed=3), (_r(4, 5),)),

@@ -96,8 +96,8 @@ def test_pooling(k, s, p, backend, gen):
     _both(lambda a: D.max_pool2d(a, k, s, p), lambda a: F.max_pool2d(a, k, s, p), [x], gen, "max_pool2d")
     for cip in (True, False):
         _both(
-            lambda a: D.avg_pool2d(a, k, s, p, count_include_pad=cip),
-            lambda a: F.avg_pool2d(a, k, s, p, count_include_pad=cip),
+            lambda a, _c=cip: D.avg_pool2d(a, k, s, p, count_include_pad=_c),
+            lambda a, _c=cip: F.avg_pool2d(a, k, s, p, count_include_pad=_c),
             [x], gen, "avg_pool2d",
         )  # fmt: skip
     yo, io = D.max_pool2d(x, k, s, p, return_indices=True)
