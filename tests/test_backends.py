@@ -1,0 +1,47 @@
+"""Every op on every CPU backend against the float64 reference, through the shared cases and
+harness (the same path `dlgpu check` and the bench tool take)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlgpu import ops
+from dlgpu.testing.cases import all_cases, run_case
+
+CASES = {c.name: c for c in all_cases(seed=1234, size="tiny")}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_numba_matches_reference(name, dtype):
+    case = CASES[name]
+    res = run_case(case, "numba", np.dtype(dtype), seed=1234)
+    assert not res.error, res.error
+    assert res.reports, "nothing was compared"
+    assert res.ok, "\n".join(str(r) for r in res.reports if not r.ok)
+
+
+def test_every_op_has_a_case():
+    covered = {c.forward for c in CASES.values()} | {c.backward for c in CASES.values() if c.backward}
+    assert covered == set(ops.OPS), f"ops without a case: {set(ops.OPS) - covered}"
+
+
+def test_a_wrong_kernel_is_reported(monkeypatch):
+    mod = ops.backend_module("numba", "activations")
+    good = mod.tanh_forward
+    monkeypatch.setattr(mod, "tanh_forward", lambda x: good(x) * x.dtype.type(1.001))
+    res = run_case(CASES["tanh"], "numba", np.float32)
+    assert not res.ok and not res.error
+    assert "FAIL" in str(res.worst)
+
+
+def test_a_crashing_kernel_is_reported_not_raised(monkeypatch):
+    mod = ops.backend_module("numba", "activations")
+
+    def boom(x):
+        raise RuntimeError("kernel exploded")
+
+    monkeypatch.setattr(mod, "relu_forward", boom)
+    res = run_case(CASES["relu"], "numba", np.float32)
+    assert not res.ok and "kernel exploded" in res.error
