@@ -1,0 +1,545 @@
+"""Activations: Numba CPU kernels with the names, arguments and checks of dlgpu.reference.activations.
+
+Elementwise ops are one parallel pass over the flat array, output allocated once; softmax and
+log_softmax are one parallel pass over rows along the last axis (another axis is moved last by
+the wrapper and back).
+
+exp, tanh and log1p are inline branch-free polynomials here, not numpy's: numba lowers np.exp to a
+scalar libm call (it has no vector math library unless Intel SVML is installed), which keeps every
+loop around it scalar and 3-5x slower than torch. The polynomials vectorize with the loop and are
+accurate to a few ulp in float32 and float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
+from numba.np.numpy_support import as_dtype
+
+from ...reference._validate import check_activation, check_float, check_same_shape
+from ._common import JIT, PJIT, prepare
+
+try:
+    from numpy.lib.array_utils import normalize_axis_index  # numpy >= 2
+except ImportError:  # numpy 1.x
+    from numpy.core.multiarray import normalize_axis_index
+
+# Epilogue codes shared with the fused linear kernel (kernels take an int, not a string).
+ACT_CODES = {"none": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
+NONE, RELU, LEAKY_RELU, SIGMOID, TANH = range(5)
+
+# Math helpers are inlined in numba IR: a call LLVM declines to inline keeps a loop scalar.
+INLINE = dict(JIT, inline="always")
+
+# ------------------------------------------------------------------ scalar math (inlined)
+
+
+def _c(value, like):
+    """``value`` as a constant of the float type of ``like`` (a scalar or an array); numba code
+    only. A bare Python float would promote float32 arithmetic to float64 (numba's typing rule)."""
+    raise NotImplementedError
+
+
+@overload(_c)
+def _c_ovl(value, like):
+    cast = as_dtype(like.dtype if isinstance(like, types.Array) else like).type
+    return lambda value, like: cast(value)
+
+
+@intrinsic
+def _pow2(typingctx, n):
+    """2.0**n from the exponent bits, for n in the normal range: int32 -> float32, int64 -> float64.
+    ldexp would be a libm call, which does not vectorize."""
+    if n == types.int32:
+        sig, bias, shift, fty = types.float32(n), 127, 23, ir.FloatType()
+    elif n == types.int64:
+        sig, bias, shift, fty = types.float64(n), 1023, 52, ir.DoubleType()
+    else:
+        return None
+
+    def codegen(context, builder, signature, args):
+        ity = args[0].type
+        bits = builder.shl(builder.add(args[0], ir.Constant(ity, bias)), ir.Constant(ity, shift))
+        return builder.bitcast(bits, fty)
+
+    return sig, codegen
+
+
+@intrinsic
+def _muladd(typingctx, a, b, c):
+    """a*b + c as one FMA where the CPU has it (llvm.fmuladd): numba without fast-math never
+    contracts, which doubles the cost of a polynomial."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ty = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.fmuladd", [ty], ir.FunctionType(ty, [ty] * 3))
+        return builder.call(fn, args)
+
+    return a(a, b, c), codegen
+
+
+def _taylor(dtype, degree):
+    """1/k! for k = degree..0 (Horner order) in ``dtype``."""
+    return tuple(dtype(1.0 / math.factorial(k)) for k in range(degree, -1, -1))
+
+
+def _atanh_series(dtype, terms):
+    """1/(2k+1) for k = terms-1..0 (Horner order): log1p(t) = 2 s sum_k s^2k/(2k+1), s = t/(2+t)."""
+    return tuple(dtype(1.0 / (2 * k + 1)) for k in range(terms - 1, -1, -1))
+
+
+# exp: x = n ln2 + r, |r| <= ln2/2, ln2 split in two (Cody-Waite) so that n*hi is exact;
+# Taylor degree 7 (float32) / 13 (float64) leaves < 0.1 ulp of truncation error on |r| <= 0.35.
+# Below LO the result is 0. Above HI, n = 128 / 1024 builds 2^n = inf from the exponent bits; that
+# overflows from x = 88.4 / 709.4 rather than 88.7 / 709.8, harmless here: every caller passes x <= 0.
+_EXP32 = dict(
+    lo=np.float32(-87.3), hi=np.float32(88.8), log2e=np.float32(1.4426950408889634), half=np.float32(0.5),
+    ln2hi=np.float32(0.693359375), ln2lo=np.float32(-2.12194440e-4), p=_taylor(np.float32, 7),
+    zero=np.float32(0.0), ity=np.int32,
+)  # fmt: skip
+_EXP64 = dict(
+    lo=-708.3, hi=709.9, log2e=1.4426950408889634, half=0.5,
+    ln2hi=0.693145751953125, ln2lo=1.42860682030941723212e-6, p=_taylor(np.float64, 13),
+    zero=0.0, ity=np.int64,
+)  # fmt: skip
+
+# tanh for |x| < 0.625 (Cephes tanhf / tanh); above it (1-t)/(1+t), t = e^-2|x|, has no cancellation.
+_TANH32_P = tuple(np.float32(c) for c in (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2,
+                                          1.33314422036e-1, -3.33332819422e-1))  # fmt: skip
+_TANH64_P = (-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3)
+_TANH64_Q = (1.0, 1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3)
+
+# log1p on [0, 1] only (softplus's log1p(exp(-|x|))): s^2 <= 1/9, so 7 / 16 terms reach 1 ulp.
+_LOG1P32 = _atanh_series(np.float32, 7)
+_LOG1P64 = _atanh_series(np.float64, 16)
+
+
+@njit(**INLINE)
+def _horner(z, coeffs):
+    p = coeffs[0]
+    for i in range(1, len(coeffs)):
+        p = _muladd(p, z, coeffs[i])
+    return p
+
+
+def _make_exp(k):
+    lo, hi, log2e, half, ln2hi, ln2lo = k["lo"], k["hi"], k["log2e"], k["half"], k["ln2hi"], k["ln2lo"]
+    p, zero, ity = k["p"], k["zero"], k["ity"]
+
+    def exp(x):
+        xc = lo if x < lo else x  # comparisons that let NaN through, to the result
+        xc = hi if xc > hi else xc
+        n = np.floor(_muladd(xc, log2e, half))
+        r = _muladd(-n, ln2lo, _muladd(-n, ln2hi, xc))
+        y = _horner(r, p) * _pow2(ity(n))
+        return zero if x < lo else y  # underflow, x = -inf included
+
+    return exp
+
+
+def _exp(x):
+    """exp(x), vectorizable; numba code only (see _EXP32/_EXP64 for its range)."""
+    raise NotImplementedError
+
+
+@overload(_exp)
+def _exp_ovl(x):
+    if x == types.float32:
+        return _make_exp(_EXP32)
+    if x == types.float64:
+        return _make_exp(_EXP64)
+    return None
+
+
+def _log1p_unit(t):
+    """log1p(t) for t in [0, 1] (NaN propagates), vectorizable; numba code only."""
+    raise NotImplementedError
+
+
+@overload(_log1p_unit)
+def _log1p_unit_ovl(t):
+    coeffs = _LOG1P32 if t == types.float32 else _LOG1P64
+
+    def impl(t):
+        s = t / (_c(2.0, t) + t)
+        return _c(2.0, t) * s * _horner(s * s, coeffs)
+
+    return impl
+
+
+def _tanh_small(x):
+    """tanh(x) for |x| < 0.625; numba code only."""
+    raise NotImplementedError
+
+
+@overload(_tanh_small)
+def _tanh_small_ovl(x):
+    if x == types.float32:
+        return lambda x: _muladd(_horner(x * x, _TANH32_P) * (x * x), x, x)
+    return lambda x: _muladd(x * (x * x), _horner(x * x, _TANH64_P) / _horner(x * x, _TANH64_Q), x)
+
+
+@njit(**INLINE)
+def _tanh(x):
+    a = abs(x)
+    t = _exp(_c(-2.0, x) * a)
+    big = (_c(1.0, x) - t) / (_c(1.0, x) + t)
+    big = big if x >= 0 else -big
+    return _tanh_small(x) if a < _c(0.625, x) else big
+
+
+# Per-element activations and their gradients; the *_grad take the forward's input x where
+# the reference does, else its output y (the sign of relu/leaky_relu's output is that of x).
+
+
+@njit(**INLINE)
+def _relu(x):
+    return _c(0.0, x) if x < 0 else x  # NaN passes through, as np.maximum
+
+
+@njit(**INLINE)
+def _leaky_relu(x, slope):
+    return x if x > 0 else x * slope
+
+
+@njit(**INLINE)
+def _sigmoid(x):
+    e = _exp(-abs(x))  # in (0, 1]: 1/(1+e^-x) for x >= 0, e^x/(1+e^x) below
+    r = _c(1.0, x) / (_c(1.0, x) + e)
+    return r if x >= 0 else e * r
+
+
+@njit(**INLINE)
+def _relu_grad(g, x):
+    return g if x > 0 else _c(0.0, g)
+
+
+@njit(**INLINE)
+def _leaky_relu_grad(g, x, slope):
+    return g if x > 0 else g * slope
+
+
+@njit(**INLINE)
+def _sigmoid_grad(g, y):
+    return g * y * (_c(1.0, y) - y)
+
+
+@njit(**INLINE)
+def _tanh_grad(g, y):
+    return g * (_c(1.0, y) - y * y)
+
+
+# Row reductions. LLVM vectorizes a float reduction only if it may reorder it: reassoc for the
+# sums (nothing else in them to reorder), explicit partial maxima for the max (no fast-math flag
+# gets LLVM to vectorize a float max loop).
+
+
+@njit(**dict(JIT, fastmath={"reassoc"}))
+def _row_sum(a):
+    s = _c(0.0, a)
+    for j in range(a.size):
+        s += a[j]
+    return s
+
+
+@njit(**dict(JIT, fastmath={"reassoc"}))
+def _row_dot(a, b):
+    s = _c(0.0, a)
+    for j in range(a.size):
+        s += a[j] * b[j]
+    return s
+
+
+@njit(**JIT)
+def _row_max(a):
+    n = a.size  # >= 1
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = a[0]
+    n8 = n - n % 8
+    for j in range(0, n8, 8):
+        m0, m1, m2, m3 = max(m0, a[j]), max(m1, a[j + 1]), max(m2, a[j + 2]), max(m3, a[j + 3])
+        m4, m5, m6, m7 = max(m4, a[j + 4]), max(m5, a[j + 5]), max(m6, a[j + 6]), max(m7, a[j + 7])
+    m = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
+    for j in range(n8, n):
+        m = max(m, a[j])
+    return m
+
+
+# ---------------------------------------------------------------------------- kernels
+
+
+@njit(**PJIT)
+def _relu_fwd_kernel(x, y):
+    for i in prange(x.size):
+        y[i] = _relu(x[i])
+
+
+@njit(**PJIT)
+def _relu_bwd_kernel(dy, x, dx):
+    for i in prange(x.size):
+        dx[i] = _relu_grad(dy[i], x[i])
+
+
+@njit(**PJIT)
+def _leaky_relu_fwd_kernel(x, slope, y):
+    for i in prange(x.size):
+        y[i] = _leaky_relu(x[i], slope)
+
+
+@njit(**PJIT)
+def _leaky_relu_bwd_kernel(dy, x, slope, dx):
+    for i in prange(x.size):
+        dx[i] = _leaky_relu_grad(dy[i], x[i], slope)
+
+
+@njit(**PJIT)
+def _sigmoid_fwd_kernel(x, y):
+    for i in prange(x.size):
+        y[i] = _sigmoid(x[i])
+
+
+@njit(**PJIT)
+def _sigmoid_bwd_kernel(dy, y, dx):
+    for i in prange(y.size):
+        dx[i] = _sigmoid_grad(dy[i], y[i])
+
+
+@njit(**PJIT)
+def _tanh_fwd_kernel(x, y):
+    for i in prange(x.size):
+        y[i] = _tanh(x[i])
+
+
+@njit(**PJIT)
+def _tanh_bwd_kernel(dy, y, dx):
+    for i in prange(y.size):
+        dx[i] = _tanh_grad(dy[i], y[i])
+
+
+@njit(**PJIT)
+def _softplus_fwd_kernel(x, y):
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = (v if v > 0 else _c(0.0, v)) + _log1p_unit(_exp(-abs(v)))
+
+
+@njit(**PJIT)
+def _softplus_bwd_kernel(dy, x, dx):
+    for i in prange(x.size):
+        dx[i] = dy[i] * _sigmoid(x[i])
+
+
+@njit(**PJIT)
+def _softmax_fwd_kernel(x, y):  # R,K rows along the softmax axis
+    for i in prange(x.shape[0]):
+        xi, yi = x[i], y[i]
+        m = _row_max(xi)
+        for j in range(xi.size):
+            yi[j] = _exp(xi[j] - m)
+        inv = _c(1.0, m) / _row_sum(yi)
+        for j in range(xi.size):
+            yi[j] *= inv
+
+
+@njit(**PJIT)
+def _softmax_bwd_kernel(dy, y, dx):  # R,K
+    for i in prange(y.shape[0]):
+        dyi, yi, dxi = dy[i], y[i], dx[i]
+        s = _row_dot(dyi, yi)
+        for j in range(yi.size):
+            dxi[j] = yi[j] * (dyi[j] - s)
+
+
+@njit(**PJIT)
+def _log_softmax_fwd_kernel(x, y):  # R,K
+    for i in prange(x.shape[0]):
+        xi, yi = x[i], y[i]
+        m = _row_max(xi)
+        for j in range(xi.size):
+            yi[j] = _exp(xi[j] - m)  # y holds e^(x-m) until the sum is known
+        log_sum = np.log(_row_sum(yi))
+        for j in range(xi.size):
+            yi[j] = (xi[j] - m) - log_sum
+
+
+@njit(**PJIT)
+def _log_softmax_bwd_kernel(dy, y, dx):  # R,K
+    for i in prange(y.shape[0]):
+        dyi, yi, dxi = dy[i], y[i], dx[i]
+        s = _row_sum(dyi)
+        for j in range(yi.size):
+            dxi[j] = dyi[j] - _exp(yi[j]) * s
+
+
+# --------------------------------------------------------------------------- wrappers
+
+
+def _unary(kernel, x, *args):
+    x = prepare(x, "x")
+    y = np.empty(x.shape, x.dtype)
+    kernel(x.reshape(-1), *(x.dtype.type(a) for a in args), y.reshape(-1))
+    return y
+
+
+def _binary(kernel, dy, saved, saved_name, *args):
+    """Backward of an elementwise op: ``saved`` is the forward's x or y."""
+    dy = prepare(dy, "dy")
+    saved = prepare(saved, saved_name, dy.dtype)
+    dx = np.empty(dy.shape, dy.dtype)
+    kernel(dy.reshape(-1), saved.reshape(-1), *(dy.dtype.type(a) for a in args), dx.reshape(-1))
+    return dx
+
+
+def relu_forward(x: np.ndarray) -> np.ndarray:
+    """y = max(0, x)."""
+    check_float(x, "x")
+    return _unary(_relu_fwd_kernel, x)
+
+
+def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """dx = dy * [x > 0]; the subgradient at x = 0 is taken as 0 (as torch does)."""
+    check_same_shape(x, dy, "x", "dy")
+    return _binary(_relu_bwd_kernel, dy, x, "x")
+
+
+def leaky_relu_forward(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
+    """y = x if x > 0 else negative_slope * x."""
+    check_float(x, "x")
+    return _unary(_leaky_relu_fwd_kernel, x, negative_slope)
+
+
+def leaky_relu_backward(dy: np.ndarray, x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
+    """dx = dy if x > 0 else negative_slope * dy (slope at 0 is negative_slope, as torch)."""
+    check_same_shape(x, dy, "x", "dy")
+    return _binary(_leaky_relu_bwd_kernel, dy, x, "x", negative_slope)
+
+
+def sigmoid_forward(x: np.ndarray) -> np.ndarray:
+    """y = 1 / (1 + exp(-x)), without overflow for large |x|."""
+    check_float(x, "x")
+    return _unary(_sigmoid_fwd_kernel, x)
+
+
+def sigmoid_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """dx = dy * y * (1 - y), from the forward's output y."""
+    check_same_shape(y, dy, "y", "dy")
+    return _binary(_sigmoid_bwd_kernel, dy, y, "y")
+
+
+def tanh_forward(x: np.ndarray) -> np.ndarray:
+    """y = tanh(x)."""
+    check_float(x, "x")
+    return _unary(_tanh_fwd_kernel, x)
+
+
+def tanh_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """dx = dy * (1 - y^2), from the forward's output y."""
+    check_same_shape(y, dy, "y", "dy")
+    return _binary(_tanh_bwd_kernel, dy, y, "y")
+
+
+def softplus_forward(x: np.ndarray) -> np.ndarray:
+    """y = max(x, 0) + log1p(exp(-|x|)), stable for any x."""
+    check_float(x, "x")
+    return _unary(_softplus_fwd_kernel, x)
+
+
+def softplus_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """dx = dy * sigmoid(x)."""
+    check_same_shape(x, dy, "x", "dy")
+    return _binary(_softplus_bwd_kernel, dy, x, "x")
+
+
+def _rows(a: np.ndarray, axis: int) -> np.ndarray:
+    """``a`` with ``axis`` moved last, C-contiguous, as R,K rows (a view when axis is last)."""
+    return np.ascontiguousarray(np.moveaxis(a, axis, -1)).reshape(-1, a.shape[axis])
+
+
+def _unrows(r: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
+    """Inverse of ``_rows``: C-contiguous, in ``shape``."""
+    moved = shape[:axis] + shape[axis + 1 :] + (shape[axis],)
+    return np.ascontiguousarray(np.moveaxis(r.reshape(moved), -1, axis))
+
+
+def _rowwise_forward(kernel, x, axis):
+    check_float(x, "x")
+    x = prepare(x, "x")
+    axis = normalize_axis_index(axis, x.ndim)
+    if x.shape[axis] == 0:  # the reference's np.max fails the same way
+        raise ValueError("zero-size array to reduction operation maximum which has no identity")
+    xr = _rows(x, axis)
+    y = np.empty(xr.shape, x.dtype)
+    kernel(xr, y)
+    return _unrows(y, x.shape, axis)
+
+
+def _rowwise_backward(kernel, dy, y, axis):
+    check_same_shape(y, dy, "y", "dy")
+    dy = prepare(dy, "dy")
+    y = prepare(y, "y", dy.dtype)
+    axis = normalize_axis_index(axis, dy.ndim)
+    if dy.size == 0:
+        return np.empty(dy.shape, dy.dtype)
+    dyr, yr = _rows(dy, axis), _rows(y, axis)
+    dx = np.empty(dyr.shape, dy.dtype)
+    kernel(dyr, yr, dx)
+    return _unrows(dx, dy.shape, axis)
+
+
+def softmax_forward(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """y_k = exp(x_k - m) / sum_j exp(x_j - m), m = max_j x_j."""
+    return _rowwise_forward(_softmax_fwd_kernel, x, axis)
+
+
+def softmax_backward(dy: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """dx_k = y_k * (dy_k - sum_j dy_j y_j)."""
+    return _rowwise_backward(_softmax_bwd_kernel, dy, y, axis)
+
+
+def log_softmax_forward(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """y_k = x_k - m - log sum_j exp(x_j - m), m = max_j x_j."""
+    return _rowwise_forward(_log_softmax_fwd_kernel, x, axis)
+
+
+def log_softmax_backward(dy: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """dx_k = dy_k - exp(y_k) * sum_j dy_j, from the forward's output y = log softmax(x)."""
+    return _rowwise_backward(_log_softmax_bwd_kernel, dy, y, axis)
+
+
+# ---------------------------------------------------- fused epilogues (linear, conv)
+
+
+def activation_forward(z: np.ndarray, activation: str = "none", negative_slope: float = 0.01) -> np.ndarray:
+    """Apply a named activation (the set a fused linear/conv epilogue supports)."""
+    check_activation(activation)
+    if activation == "none":
+        return prepare(z, "z")
+    if activation == "relu":
+        return relu_forward(z)
+    if activation == "leaky_relu":
+        return leaky_relu_forward(z, negative_slope)
+    if activation == "sigmoid":
+        return sigmoid_forward(z)
+    return tanh_forward(z)
+
+
+def activation_backward(
+    dy: np.ndarray, out: np.ndarray, activation: str = "none", negative_slope: float = 0.01
+) -> np.ndarray:
+    """Gradient through a named activation, from the activation's *output* ``out``
+    (relu and leaky_relu keep the sign of their input for negative_slope > 0)."""
+    check_activation(activation)
+    if activation == "none":
+        return prepare(dy, "dy")
+    if activation == "relu":
+        return relu_backward(dy, out)
+    if activation == "leaky_relu":
+        return leaky_relu_backward(dy, out, negative_slope)
+    if activation == "sigmoid":
+        return sigmoid_backward(dy, out)
+    return tanh_backward(dy, out)

@@ -1,0 +1,276 @@
+"""LSTM (one layer, one direction; variants forget | no_forget | peephole): Numba CPU kernels.
+
+Same functions, arguments, results, errors and workspace layout as ``dlgpu.reference.lstm``
+([T, B, (G+1)*H]: the activated gates in gate order, then c_t).
+
+Forward: x W_ih^T for all steps as one GEMM; then, inside one compiled time loop, per step
+one BLAS call (h_{t-1} W_hh^T, [B, G*H]) and one fused pass over the hidden units that adds
+the biases, applies every gate nonlinearity (peepholes included), updates c and writes
+output[t], c_t and the workspace row. Backward: per step one fused pass producing the gate
+pre-activation gradients dz_t [B, G*H] (and dc_{t-1}, the peephole gradients) and one GEMM
+dz_t W_hh for dh_{t-1}; the weight gradients and dx are single GEMMs over all steps after
+the loop. The per-step passes split the hidden units into column chunks across threads when
+the step is large enough to pay for a parallel launch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ...reference import lstm as _ref
+from ._common import JIT, PJIT, prepare
+from .rnn import (
+    _dsigmoid,
+    _dtanh,
+    _sigmoid,
+    _tanh,
+    as_numpy,
+    bias_sum,
+    chunk_range,
+    gather_col,
+    input_projection,
+    n_chunks,
+    weight_grads,
+)
+
+VARIANTS = _ref.VARIANTS
+GATES = _ref.GATES
+_CODE = {"forget": 0, "no_forget": 1, "peephole": 2}  # the kernels branch on an int, one compile per dtype
+_FORGET, _NO_FORGET, _PEEPHOLE = 0, 1, 2
+
+
+# ----------------------------------------------------------------------- forward
+
+
+@njit(**JIT)
+def _lstm_fwd_cols(xw_t, hwT, bias, c, peep, variant, ws_t, out_t, j0, j1):
+    """Gate math for hidden units [j0, j1) of every batch row; c: c_{t-1} in, c_t out.
+
+    Every gate block is its own slice (not x[k*H + j]): with a runtime offset inside the
+    index LLVM cannot prove the blocks disjoint and leaves the loop scalar (~10x slower).
+    """
+    H = c.shape[1]
+    G = hwT.shape[0] // H
+    pi, pf, po = peep[0], peep[1], peep[2]
+    r = np.empty(G * H, dtype=hwT.dtype)  # GH: batch row b of h_{t-1} W_hh^T
+    for b in range(c.shape[0]):
+        for k in range(G):
+            gather_col(hwT, b, r, k * H + j0, k * H + j1)
+        x, w, cr, h = xw_t[b], ws_t[b], c[b], out_t[b]
+        if variant == _NO_FORGET:  # i, g, o
+            xi, xg, xo = x[:H], x[H : 2 * H], x[2 * H :]
+            ri, rg, ro = r[:H], r[H : 2 * H], r[2 * H :]
+            bi, bg, bo = bias[:H], bias[H : 2 * H], bias[2 * H :]
+            wi, wg, wo, wc = w[:H], w[H : 2 * H], w[2 * H : 3 * H], w[3 * H :]
+            for j in range(j0, j1):
+                i = _sigmoid(xi[j] + ri[j] + bi[j])
+                g = _tanh(xg[j] + rg[j] + bg[j])
+                o = _sigmoid(xo[j] + ro[j] + bo[j])
+                cn = cr[j] + i * g
+                wi[j], wg[j], wo[j], wc[j], cr[j] = i, g, o, cn, cn
+                h[j] = o * _tanh(cn)
+            continue
+        xi, xf, xg, xo = x[:H], x[H : 2 * H], x[2 * H : 3 * H], x[3 * H :]
+        ri, rf, rg, ro = r[:H], r[H : 2 * H], r[2 * H : 3 * H], r[3 * H :]
+        bi, bf, bg, bo = bias[:H], bias[H : 2 * H], bias[2 * H : 3 * H], bias[3 * H :]
+        wi, wf, wg, wo, wc = w[:H], w[H : 2 * H], w[2 * H : 3 * H], w[3 * H : 4 * H], w[4 * H :]
+        if variant == _FORGET:  # i, f, g, o
+            for j in range(j0, j1):
+                i = _sigmoid(xi[j] + ri[j] + bi[j])
+                f = _sigmoid(xf[j] + rf[j] + bf[j])
+                g = _tanh(xg[j] + rg[j] + bg[j])
+                o = _sigmoid(xo[j] + ro[j] + bo[j])
+                cn = f * cr[j] + i * g
+                wi[j], wf[j], wg[j], wo[j], wc[j], cr[j] = i, f, g, o, cn, cn
+                h[j] = o * _tanh(cn)
+        else:  # peephole: i and f see c_{t-1}, o sees c_t
+            for j in range(j0, j1):
+                cp = cr[j]
+                i = _sigmoid(xi[j] + ri[j] + bi[j] + pi[j] * cp)
+                f = _sigmoid(xf[j] + rf[j] + bf[j] + pf[j] * cp)
+                g = _tanh(xg[j] + rg[j] + bg[j])
+                cn = f * cp + i * g
+                o = _sigmoid(xo[j] + ro[j] + bo[j] + po[j] * cn)
+                wi[j], wf[j], wg[j], wo[j], wc[j], cr[j] = i, f, g, o, cn, cn
+                h[j] = o * _tanh(cn)
+
+
+@njit(**PJIT)
+def _lstm_fwd_par(xw_t, hwT, bias, c, peep, variant, ws_t, out_t, nchunk):
+    for k in prange(nchunk):
+        j0, j1 = chunk_range(k, nchunk, c.shape[1])
+        _lstm_fwd_cols(xw_t, hwT, bias, c, peep, variant, ws_t, out_t, j0, j1)
+
+
+@njit(**JIT)
+def _lstm_fwd_kernel(xw, h0, c, w_hh, bias, peep, variant, nchunk, output, workspace):
+    T, B, H = output.shape
+    hwT = np.empty((xw.shape[2], B), dtype=output.dtype)  # GH,B: W_hh h_{t-1}^T
+    for t in range(T):
+        np.dot(w_hh, (h0 if t == 0 else output[t - 1]).T, hwT)
+        if nchunk > 1:
+            _lstm_fwd_par(xw[t], hwT, bias, c, peep, variant, workspace[t], output[t], nchunk)
+        else:
+            _lstm_fwd_cols(xw[t], hwT, bias, c, peep, variant, workspace[t], output[t], 0, H)
+
+
+# ---------------------------------------------------------------------- backward
+
+
+@njit(**JIT)
+def _lstm_bwd_cols(dhT, d_out_t, has_dout, dc, workspace, t, c0, peep, variant, dz_t, dp, j0, j1):
+    """dz_t for hidden units [j0, j1); dc: dc_t in, dc_{t-1} out; dp accumulates (peephole).
+
+    Gate blocks as separate slices, as in the forward, so the loops vectorise.
+    """
+    H = dc.shape[1]
+    G = 3 if variant == _NO_FORGET else 4
+    pi, pf, po = peep[0], peep[1], peep[2]
+    dpi, dpf, dpo = dp[0], dp[1], dp[2]
+    dhr = np.empty(H, dtype=dhT.dtype)  # H: batch row b of dh_t
+    for b in range(dc.shape[0]):
+        gather_col(dhT, b, dhr, j0, j1)
+        w, d, dcr, do = workspace[t, b], dz_t[b], dc[b], d_out_t[b]
+        cprev = c0[b] if t == 0 else workspace[t - 1, b, G * H :]
+        if variant == _NO_FORGET:  # i, g, o
+            wi, wg, wo, wc = w[:H], w[H : 2 * H], w[2 * H : 3 * H], w[3 * H :]
+            di, dg, do_ = d[:H], d[H : 2 * H], d[2 * H :]
+            for j in range(j0, j1):
+                i, g, o, c = wi[j], wg[j], wo[j], wc[j]
+                dhv = dhr[j] + do[j] if has_dout else dhr[j]
+                tc = _tanh(c)
+                dcv = dcr[j] + dhv * o * _dtanh(tc)
+                di[j], dg[j], do_[j] = dcv * g * _dsigmoid(i), dcv * i * _dtanh(g), dhv * tc * _dsigmoid(o)
+                dcr[j] = dcv
+            continue
+        wi, wf, wg, wo, wc = w[:H], w[H : 2 * H], w[2 * H : 3 * H], w[3 * H : 4 * H], w[4 * H :]
+        di, df, dg, do_ = d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :]
+        if variant == _FORGET:  # i, f, g, o
+            for j in range(j0, j1):
+                i, f, g, o, c = wi[j], wf[j], wg[j], wo[j], wc[j]
+                dhv = dhr[j] + do[j] if has_dout else dhr[j]
+                tc = _tanh(c)
+                dcv = dcr[j] + dhv * o * _dtanh(tc)
+                di[j], df[j] = dcv * g * _dsigmoid(i), dcv * cprev[j] * _dsigmoid(f)
+                dg[j], do_[j] = dcv * i * _dtanh(g), dhv * tc * _dsigmoid(o)
+                dcr[j] = dcv * f
+        else:  # peephole
+            for j in range(j0, j1):
+                i, f, g, o, c, cp = wi[j], wf[j], wg[j], wo[j], wc[j], cprev[j]
+                dhv = dhr[j] + do[j] if has_dout else dhr[j]
+                tc = _tanh(c)
+                dzo = dhv * tc * _dsigmoid(o)
+                dcv = dcr[j] + dhv * o * _dtanh(tc) + dzo * po[j]
+                dzi, dzf = dcv * g * _dsigmoid(i), dcv * cp * _dsigmoid(f)
+                di[j], df[j], dg[j], do_[j] = dzi, dzf, dcv * i * _dtanh(g), dzo
+                dcr[j] = dcv * f + dzi * pi[j] + dzf * pf[j]
+                dpi[j] += dzi * cp
+                dpf[j] += dzf * cp
+                dpo[j] += dzo * c
+
+
+@njit(**PJIT)
+def _lstm_bwd_par(dhT, d_out_t, has_dout, dc, workspace, t, c0, peep, variant, dz_t, dp, nchunk):
+    for k in prange(nchunk):  # chunks own disjoint units, so dp needs no reduction
+        j0, j1 = chunk_range(k, nchunk, dc.shape[1])
+        _lstm_bwd_cols(dhT, d_out_t, has_dout, dc, workspace, t, c0, peep, variant, dz_t, dp, j0, j1)
+
+
+@njit(**JIT)
+def _lstm_bwd_kernel(d_output, has_dout, dh, dc, c0, w_hh, workspace, peep, variant, nchunk, dz, dp):
+    """BPTT over the steps; dh, dc enter as d_h_n, d_c_n and leave as dh0, dc0."""
+    T, H = dz.shape[0], dh.shape[1]
+    dhT = np.ascontiguousarray(dh.T)  # H,B: dh_t flowing back, W_hh^T dz_{t+1}^T
+    for t in range(T - 1, -1, -1):
+        d_out_t = d_output[t if has_dout else 0]
+        if nchunk > 1:
+            _lstm_bwd_par(dhT, d_out_t, has_dout, dc, workspace, t, c0, peep, variant, dz[t], dp, nchunk)
+        else:
+            _lstm_bwd_cols(dhT, d_out_t, has_dout, dc, workspace, t, c0, peep, variant, dz[t], dp, 0, H)
+        np.dot(w_hh.T, dz[t].T, dhT)
+    dh[:] = dhT.T
+
+
+# ---------------------------------------------------------------------- wrappers
+
+
+def lstm_forward(
+    x: np.ndarray,
+    h0: np.ndarray | None,
+    c0: np.ndarray | None,
+    weight_ih: np.ndarray,
+    weight_hh: np.ndarray,
+    bias_ih: np.ndarray | None = None,
+    bias_hh: np.ndarray | None = None,
+    weight_peephole: np.ndarray | None = None,
+    variant: str = "forget",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Run the LSTM over the sequence (equations in dlgpu.reference.lstm).
+
+    Returns (output [T, B, H], h_n [B, H], c_n [B, H], workspace [T, B, (G+1)*H]).
+    """
+    x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_peephole = as_numpy(
+        x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_peephole
+    )
+    T, B, _, H, G = _ref._check_lstm(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_peephole, variant)
+    x = prepare(x, "x")
+    dt = x.dtype
+    w_ih, w_hh = prepare(weight_ih, "weight_ih", dt), prepare(weight_hh, "weight_hh", dt)
+    h0 = np.zeros((B, H), dtype=dt) if h0 is None else prepare(h0, "h0", dt)
+    c = np.zeros((B, H), dtype=dt) if c0 is None else prepare(c0, "c0", dt).copy()  # B,H: c_t in place
+    peep = np.zeros((3, H), dtype=dt) if weight_peephole is None else prepare(weight_peephole, "weight_peephole", dt)
+    bias = bias_sum(bias_ih, bias_hh, G * H, dt)
+    output = np.empty((T, B, H), dtype=dt)
+    workspace = np.empty((T, B, (G + 1) * H), dtype=dt)
+    xw = input_projection(x, w_ih)  # T,B,GH
+    _lstm_fwd_kernel(xw, h0, c, w_hh, bias, peep, _CODE[variant], n_chunks(B, H), output, workspace)
+    return output, output[-1].copy(), c, workspace
+
+
+def lstm_backward(
+    d_output: np.ndarray | None,
+    d_h_n: np.ndarray | None,
+    d_c_n: np.ndarray | None,
+    x: np.ndarray,
+    h0: np.ndarray | None,
+    c0: np.ndarray | None,
+    weight_ih: np.ndarray,
+    weight_hh: np.ndarray,
+    output: np.ndarray,
+    workspace: np.ndarray,
+    weight_peephole: np.ndarray | None = None,
+    variant: str = "forget",
+) -> tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None
+]:
+    """Backpropagation through time for ``lstm_forward`` (equations in dlgpu.reference.lstm).
+
+    Returns (dx, dh0, dc0, dweight_ih, dweight_hh, dbias_ih, dbias_hh, dweight_peephole or None).
+    """
+    d_output, d_h_n, d_c_n, x, h0, c0, weight_ih, weight_hh, output, workspace, weight_peephole = as_numpy(
+        d_output, d_h_n, d_c_n, x, h0, c0, weight_ih, weight_hh, output, workspace, weight_peephole
+    )
+    T, B, _, H, G = _ref._check_lstm(x, h0, c0, weight_ih, weight_hh, None, None, weight_peephole, variant)
+    dt = x.dtype
+    _ref._check_grad(output, (T, B, H), "output", dt, "T, B, hidden_size")
+    _ref._check_grad(workspace, (T, B, (G + 1) * H), "workspace", dt, f"T, B, ({G}+1)*hidden_size")
+    _ref._check_grad(d_output, (T, B, H), "d_output", dt, "T, B, hidden_size")
+    _ref._check_grad(d_h_n, (B, H), "d_h_n", dt, "B, hidden_size")
+    _ref._check_grad(d_c_n, (B, H), "d_c_n", dt, "B, hidden_size")
+    x = prepare(x, "x")
+    dt = x.dtype
+    w_ih, w_hh = prepare(weight_ih, "weight_ih", dt), prepare(weight_hh, "weight_hh", dt)
+    output, workspace = prepare(output, "output", dt), prepare(workspace, "workspace", dt)
+    h0 = None if h0 is None else prepare(h0, "h0", dt)
+    c0 = np.zeros((B, H), dtype=dt) if c0 is None else prepare(c0, "c0", dt)
+    peep = np.zeros((3, H), dtype=dt) if weight_peephole is None else prepare(weight_peephole, "weight_peephole", dt)
+    has_dout = d_output is not None
+    d_out = prepare(d_output, "d_output", dt) if has_dout else np.zeros((1, B, H), dtype=dt)
+    dh = np.zeros((B, H), dtype=dt) if d_h_n is None else prepare(d_h_n, "d_h_n", dt).copy()
+    dc = np.zeros((B, H), dtype=dt) if d_c_n is None else prepare(d_c_n, "d_c_n", dt).copy()
+    dz = np.empty((T, B, G * H), dtype=dt)
+    dp = np.zeros((3, H), dtype=dt)
+    _lstm_bwd_kernel(d_out, has_dout, dh, dc, c0, w_hh, workspace, peep, _CODE[variant], n_chunks(B, H), dz, dp)
+    dx, dw_ih, dw_hh, db = weight_grads(dz, x, h0, output, w_ih)
+    return dx, dh, dc, dw_ih, dw_hh, db, db.copy(), dp if variant == "peephole" else None

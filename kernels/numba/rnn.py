@@ -1,0 +1,379 @@
+"""Elman RNN (torch.nn.RNN, one layer) and its readout: Numba CPU kernels.
+
+Same functions, arguments, results and errors as ``dlgpu.reference.rnn``. The input term
+has no recurrence, so it is one GEMM over all time steps; each step is then one BLAS call
+(h_{t-1} W_hh^T) and one fused pass (bias, nonlinearity), and the time loop itself runs
+inside a compiled kernel so no step pays Python overhead. BPTT mirrors it: one fused pass
+and one GEMM per step, the weight gradients as single GEMMs over all steps afterwards.
+
+This file also holds the vectorisable transcendentals (``_sigmoid``, ``_tanh``) that the
+LSTM kernels share: numba's math.exp/math.tanh are scalar libm calls (no SVML here), ~10x
+slower than the polynomial versions below, which LLVM turns into SIMD loops.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numba
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from ...reference import rnn as _ref
+from ...reference._validate import check_choice, check_float, check_ndim
+from ._common import JIT, PJIT, prepare
+
+NONLINEARITIES = _ref.NONLINEARITIES
+
+# ------------------------------------------------------------- vectorisable math
+# exp(x) for x <= 0 as (1 + q) * 2^n, |r| <= ln2/2 after Cody-Waite reduction; 2^n is
+# built in the exponent bits. ~1 ulp in float32 (Cephes expf polynomial) and float64
+# (degree-13 Taylor, Estrin-ordered so the dependency chain stays short for SIMD).
+
+_F32 = np.float32
+_LO32, _LOG2E32, _HALF32 = _F32(-87.0), _F32(1.4426950408889634), _F32(0.5)
+_LN2HI32, _LN2LO32 = _F32(0.693359375), _F32(-2.12194440e-4)
+_P32 = tuple(_F32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+                               1.6666665459e-1, 5.0000001201e-1))
+_LN2HI64, _LN2LO64 = 6.93145751953125e-1, 1.42860682030941723212e-6
+_K = tuple(1.0 / math.factorial(k) for k in range(14))
+
+
+@njit
+def _reduce32(x):  # -> (q, 2^n) with exp(x) = q 2^n + 2^n
+    x = max(x, _LO32)  # keeps 2^n a normal number; NaN passes through (max returns x)
+    n = np.floor(x * _LOG2E32 + _HALF32)
+    r = x - n * _LN2HI32 - n * _LN2LO32
+    p0, p1, p2, p3, p4, p5 = _P32
+    q = (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5) * (r * r) + r
+    return q, np.int32((np.int32(n) + np.int32(127)) << np.int32(23)).view(np.float32)
+
+
+@njit
+def _reduce64(x):
+    x = max(x, -708.0)
+    n = np.floor(x * 1.4426950408889634 + 0.5)
+    r = x - n * _LN2HI64 - n * _LN2LO64
+    k = _K
+    r2 = r * r
+    r4 = r2 * r2
+    hi = ((k[8] + k[9] * r) + r2 * (k[10] + k[11] * r)) + r4 * (k[12] + k[13] * r)
+    q = (r + r2 * (k[2] + k[3] * r)) + r4 * (((k[4] + k[5] * r) + r2 * (k[6] + k[7] * r)) + r4 * hi)
+    return q, np.int64((np.int64(n) + np.int64(1023)) << np.int64(52)).view(np.float64)
+
+
+def _make_math(one, reduce):
+    """The scalar functions for one float type: every constant has that type, so float32
+    stays float32 (a Python literal would promote the arithmetic to float64). Compiled with
+    numpy's error model: a Python-style ZeroDivisionError check would stop vectorisation."""
+    two = one + one
+
+    def sigmoid(z):
+        q, s = reduce(-abs(z))
+        e = q * s + s  # exp(-|z|) in (0, 1]: never overflows
+        y = one / (one + e)
+        return y if z >= 0 else e * y
+
+    def tanh(z):
+        q, s = reduce(-two * abs(z))
+        m = q * s + (s - one)  # expm1(-2|z|) in (-1, 0], exact near 0 (no 1 - e cancellation)
+        y = -m / (m + two)
+        return y if z >= 0 else -y
+
+    def dsigmoid(z):  # sigma' from the output z = sigma(.)
+        return z * (one - z)
+
+    def dtanh(z):  # tanh' from the output z = tanh(.)
+        return one - z * z
+
+    fns = {"sigmoid": sigmoid, "tanh": tanh, "dsigmoid": dsigmoid, "dtanh": dtanh}
+    return {k: njit(error_model="numpy")(f) for k, f in fns.items()}
+
+
+_MATH = {32: _make_math(np.float32(1), _reduce32), 64: _make_math(1.0, _reduce64)}
+
+
+def _sigmoid(z):  # stubs: compiled per float type through the overloads below
+    raise NotImplementedError
+
+
+def _tanh(z):
+    raise NotImplementedError
+
+
+def _dsigmoid(z):
+    raise NotImplementedError
+
+
+def _dtanh(z):
+    raise NotImplementedError
+
+
+def _register(stub, name):
+    # a one-call body inlined at the numba IR level; LLVM then inlines the callee into the
+    # kernel's loop and vectorises it
+    @overload(stub, inline="always")
+    def _impl(z):
+        if isinstance(z, types.Float):
+            fn = _MATH[z.bitwidth][name]
+            return lambda z: fn(z)
+
+
+for _stub, _name in ((_sigmoid, "sigmoid"), (_tanh, "tanh"), (_dsigmoid, "dsigmoid"), (_dtanh, "dtanh")):
+    _register(_stub, _name)
+
+
+# ------------------------------------------------------------------ parallel split
+# Each time step's fused pass is split over column ranges of the hidden units (all batch
+# rows in every chunk, so per-unit sums such as the peephole gradients need no reduction).
+# Below _PAR_MIN elements a step is a few microseconds and a parallel launch costs more.
+
+_PAR_MIN = 4096
+
+
+def n_chunks(rows: int, width: int) -> int:
+    """How many column chunks a per-step pass over [rows, width] is split into."""
+    threads = numba.get_num_threads()
+    if threads < 2 or rows * width < _PAR_MIN:
+        return 1
+    return max(1, min(threads, width // 16))
+
+
+@njit
+def chunk_range(c, nchunk, width):
+    """Columns [j0, j1) of chunk c: multiples of 16 wide so each stays SIMD-aligned."""
+    step = ((width + nchunk - 1) // nchunk + 15) // 16 * 16
+    j0 = min(c * step, width)
+    return j0, min(j0 + step, width)
+
+
+def as_numpy(*arrays: Any) -> list[Any]:
+    """Array-likes (torch CPU tensors, ...) as numpy arrays, before the reference's checks:
+    the dtype comparisons then see numpy dtypes. Non-arrays pass through to be rejected."""
+    return [np.asarray(a) if all(hasattr(a, k) for k in ("shape", "ndim", "dtype")) else a for a in arrays]
+
+
+@njit
+def gather_col(src, b, dst, lo, hi):
+    """dst[lo:hi] = src[lo:hi, b]: one batch row out of a [rows, B] recurrent GEMM result.
+
+    The per-step GEMMs run as W h^T ([rows, B]): with B small, OpenBLAS is ~1.7x faster in
+    that orientation than h W^T, which leaves this strided copy (L1/L2-resident) to the pass.
+    """
+    for g in range(lo, hi):
+        dst[g] = src[g, b]
+
+
+# --------------------------------------------------------------------------- rnn
+
+
+@njit(**JIT)
+def _rnn_fwd_cols(xw_t, hwT, bias, relu, out_t, j0, j1):
+    r = np.empty(hwT.shape[0], dtype=hwT.dtype)  # H: batch row b of h_{t-1} W_hh^T
+    for b in range(out_t.shape[0]):
+        gather_col(hwT, b, r, j0, j1)
+        x, h = xw_t[b], out_t[b]  # row views: unit stride, so the loops vectorise
+        if relu:
+            for j in range(j0, j1):
+                h[j] = max(x[j] + r[j] + bias[j], 0.0)
+        else:
+            for j in range(j0, j1):
+                h[j] = _tanh(x[j] + r[j] + bias[j])
+
+
+@njit(**PJIT)
+def _rnn_fwd_par(xw_t, hwT, bias, relu, out_t, nchunk):
+    for c in prange(nchunk):
+        j0, j1 = chunk_range(c, nchunk, out_t.shape[1])
+        _rnn_fwd_cols(xw_t, hwT, bias, relu, out_t, j0, j1)
+
+
+@njit(**JIT)
+def _rnn_fwd_kernel(xw, h0, w_hh, bias, relu, nchunk, output):
+    T, B, H = output.shape
+    hwT = np.empty((H, B), dtype=output.dtype)  # H,B: W_hh h_{t-1}^T
+    for t in range(T):
+        np.dot(w_hh, (h0 if t == 0 else output[t - 1]).T, hwT)
+        if nchunk > 1:
+            _rnn_fwd_par(xw[t], hwT, bias, relu, output[t], nchunk)
+        else:
+            _rnn_fwd_cols(xw[t], hwT, bias, relu, output[t], 0, H)
+
+
+@njit(**JIT)
+def _rnn_bwd_cols(dhT, d_out_t, has_dout, h_t, relu, dz_t, j0, j1):
+    g = np.empty(dhT.shape[0], dtype=dhT.dtype)  # H: batch row b of dh_t
+    for b in range(dz_t.shape[0]):
+        gather_col(dhT, b, g, j0, j1)
+        do, h, d = d_out_t[b], h_t[b], dz_t[b]
+        if has_dout:
+            for j in range(j0, j1):
+                g[j] += do[j]
+        if relu:
+            for j in range(j0, j1):
+                d[j] = g[j] if h[j] > 0 else 0.0
+        else:
+            for j in range(j0, j1):
+                d[j] = g[j] * _dtanh(h[j])
+
+
+@njit(**PJIT)
+def _rnn_bwd_par(dhT, d_out_t, has_dout, h_t, relu, dz_t, nchunk):
+    for c in prange(nchunk):
+        j0, j1 = chunk_range(c, nchunk, dz_t.shape[1])
+        _rnn_bwd_cols(dhT, d_out_t, has_dout, h_t, relu, dz_t, j0, j1)
+
+
+@njit(**JIT)
+def _rnn_bwd_kernel(d_output, has_dout, dh, w_hh, output, relu, nchunk, dz):
+    """BPTT over the steps; ``dh`` enters as d_h_n and leaves as dh0."""
+    T, B, H = output.shape
+    dhT = np.ascontiguousarray(dh.T)  # H,B: dh_t flowing back, W_hh^T dz_{t+1}^T
+    for t in range(T - 1, -1, -1):
+        d_out_t = d_output[t if has_dout else 0]
+        if nchunk > 1:
+            _rnn_bwd_par(dhT, d_out_t, has_dout, output[t], relu, dz[t], nchunk)
+        else:
+            _rnn_bwd_cols(dhT, d_out_t, has_dout, output[t], relu, dz[t], 0, H)
+        np.dot(w_hh.T, dz[t].T, dhT)
+    dh[:] = dhT.T
+
+
+def input_projection(x: np.ndarray, weight_ih: np.ndarray) -> np.ndarray:
+    """x W_ih^T for every step at once: [T, B, I] -> [T, B, G*H] (one GEMM)."""
+    T, B, I = x.shape
+    return np.dot(x.reshape(T * B, I), weight_ih.T).reshape(T, B, -1)
+
+
+def bias_sum(bias_ih: np.ndarray | None, bias_hh: np.ndarray | None, n: int, dtype: Any) -> np.ndarray:
+    """b_ih + b_hh, the one bias vector the fused pass adds (zeros without biases)."""
+    b = np.zeros(n, dtype=dtype)
+    for v in (bias_ih, bias_hh):
+        if v is not None:
+            b += v
+    return b
+
+
+def weight_grads(
+    dz: np.ndarray, x: np.ndarray, h0: np.ndarray | None, output: np.ndarray, weight_ih: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The non-recurrent BPTT products as GEMMs over all steps: (dx, dW_ih, dW_hh, db).
+
+    dW_hh = sum_t dz_t^T h_{t-1} is split as dz_0^T h0 + dz_{1:}^T output_{:-1}, so the
+    shifted sequence [h0, output[:-1]] is never materialised.
+    """
+    T, B, GH = dz.shape
+    H = output.shape[2]
+    dz2 = dz.reshape(T * B, GH)  # TB,GH
+    dx = np.dot(dz2, weight_ih).reshape(T, B, -1)  # T,B,I
+    dw_ih = np.dot(dz2.T, x.reshape(T * B, -1))  # GH,I
+    if T > 1:
+        dw_hh = np.dot(dz[1:].reshape(-1, GH).T, output[:-1].reshape(-1, H))  # GH,H
+    else:
+        dw_hh = np.zeros((GH, H), dtype=dz.dtype)
+    if h0 is not None:
+        dw_hh += np.dot(dz[0].T, h0)
+    return dx, dw_ih, dw_hh, dz2.sum(axis=0)
+
+
+def rnn_forward(
+    x: np.ndarray,
+    h0: np.ndarray | None,
+    weight_ih: np.ndarray,
+    weight_hh: np.ndarray,
+    bias_ih: np.ndarray | None = None,
+    bias_hh: np.ndarray | None = None,
+    nonlinearity: str = "tanh",
+) -> tuple[np.ndarray, np.ndarray]:
+    """h_t = phi(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), t = 1..T (torch.nn.RNN).
+
+    Returns (output [T, B, H] = h_1..h_T, h_n [B, H] = h_T); see dlgpu.reference.rnn.
+    """
+    x, h0, weight_ih, weight_hh, bias_ih, bias_hh = as_numpy(x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
+    check_choice(nonlinearity, NONLINEARITIES, "nonlinearity")
+    T, B, _, H = _ref._check_recurrent(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, 1)
+    x = prepare(x, "x")
+    dt = x.dtype
+    w_ih, w_hh = prepare(weight_ih, "weight_ih", dt), prepare(weight_hh, "weight_hh", dt)
+    h0 = np.zeros((B, H), dtype=dt) if h0 is None else prepare(h0, "h0", dt)
+    bias = bias_sum(bias_ih, bias_hh, H, dt)
+    output = np.empty((T, B, H), dtype=dt)
+    xw = input_projection(x, w_ih)  # T,B,H
+    _rnn_fwd_kernel(xw, h0, w_hh, bias, nonlinearity == "relu", n_chunks(B, H), output)
+    return output, output[-1].copy()
+
+
+def rnn_backward(
+    d_output: np.ndarray | None,
+    d_h_n: np.ndarray | None,
+    x: np.ndarray,
+    h0: np.ndarray | None,
+    weight_ih: np.ndarray,
+    weight_hh: np.ndarray,
+    output: np.ndarray,
+    nonlinearity: str = "tanh",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Backpropagation through time for ``rnn_forward``.
+
+    Returns (dx [T, B, I], dh0 [B, H], dweight_ih [H, I], dweight_hh [H, H], dbias_ih [H],
+    dbias_hh [H]); see dlgpu.reference.rnn.
+    """
+    d_output, d_h_n, x, h0, weight_ih, weight_hh, output = as_numpy(
+        d_output, d_h_n, x, h0, weight_ih, weight_hh, output
+    )
+    check_choice(nonlinearity, NONLINEARITIES, "nonlinearity")
+    T, B, _, H = _ref._check_recurrent(x, h0, weight_ih, weight_hh, None, None, 1)
+    _ref._check_grad(output, (T, B, H), "output", x.dtype, "T, B, hidden_size")
+    _ref._check_grad(d_output, (T, B, H), "d_output", x.dtype, "T, B, hidden_size")
+    _ref._check_grad(d_h_n, (B, H), "d_h_n", x.dtype, "B, hidden_size")
+    x = prepare(x, "x")
+    dt = x.dtype
+    w_ih, w_hh = prepare(weight_ih, "weight_ih", dt), prepare(weight_hh, "weight_hh", dt)
+    output = prepare(output, "output", dt)
+    h0 = None if h0 is None else prepare(h0, "h0", dt)
+    has_dout = d_output is not None
+    d_out = prepare(d_output, "d_output", dt) if has_dout else np.zeros((1, B, H), dtype=dt)
+    dh = np.zeros((B, H), dtype=dt) if d_h_n is None else prepare(d_h_n, "d_h_n", dt).copy()
+    dz = np.empty((T, B, H), dtype=dt)
+    _rnn_bwd_kernel(d_out, has_dout, dh, w_hh, output, nonlinearity == "relu", n_chunks(B, H), dz)
+    dx, dw_ih, dw_hh, db = weight_grads(dz, x, h0, output, w_ih)
+    return dx, dh, dw_ih, dw_hh, db, db.copy()
+
+
+# ----------------------------------------------------------------------- readout
+
+
+def _linear():
+    """The numba linear kernels when that family is present, else the reference's."""
+    try:
+        from . import linear
+    except ImportError:
+        from ...reference import linear
+    return linear
+
+
+def rnn_readout_forward(
+    output: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    activation: str = "none",
+) -> np.ndarray:
+    """y_t = psi(W h_t + b) for every step: [T, B, H] -> [T, B, O]; see dlgpu.reference.rnn."""
+    check_float(output, "output")
+    check_ndim(output, 3, "output", "T, B, hidden_size")
+    return _linear().linear_forward(output, weight, bias, activation)
+
+
+def rnn_readout_backward(
+    dy: np.ndarray,
+    output: np.ndarray,
+    weight: np.ndarray,
+    y: np.ndarray | None = None,
+    activation: str = "none",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(doutput [T, B, H], dweight [O, H], dbias [O]) of the readout; see dlgpu.reference.rnn."""
+    check_float(output, "output")
+    check_ndim(output, 3, "output", "T, B, hidden_size")
+    return _linear().linear_backward(dy, output, weight, y, activation)
