@@ -12,6 +12,13 @@ import os
 
 import numpy as np
 import pytest
+import torch
+
+# Without a GPU the Triton kernels run on CPU tensors under Triton's interpreter; the variable
+# must be set before any kernel module is imported (triton.jit reads it when decorating).
+CUDA = torch.cuda.is_available()
+if not CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 BASE_SEED = int(os.environ.get("DLGPU_SEED", "0"))
 
@@ -33,3 +40,13 @@ def seed(request: pytest.FixtureRequest) -> int:
 def gen(seed: int) -> np.random.Generator:
     """NumPy generator seeded with the test's seed."""
     return np.random.default_rng(seed)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` need a CUDA device; without one they are skipped, saying why."""
+    if CUDA:
+        return
+    skip = pytest.mark.skip(reason="no CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
