@@ -97,3 +97,13 @@ def test_op_table_covers_every_op_and_reference_has_all():
 def test_wrappers_carry_reference_docs():
     assert "max(0, x)" in ops.relu_forward.__doc__
     assert ops.conv2d_forward.__name__ == "conv2d_forward"
+
+
+def test_readme_op_table_is_current():
+    import pathlib
+
+    from dlgpu.ops.__main__ import readme_with_table
+
+    readme = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+    text = readme.read_text()
+    assert readme_with_table(text) == text, "README's op table is stale: run python -m dlgpu.ops --update-readme"

@@ -1,8 +1,14 @@
-"""``python -m dlgpu.ops``: print the op x backend table (markdown) from the kernel modules."""
+"""``python -m dlgpu.ops [--update-readme]``: the op x backend table (markdown), read from the kernel
+modules themselves; ``--update-readme`` rewrites the table in README.md between its markers."""
 
 from __future__ import annotations
 
+import pathlib
+import sys
+
 from . import BACKENDS, OPS, op_table
+
+BEGIN, END = "<!-- op-table -->", "<!-- /op-table -->"
 
 
 def markdown_table() -> str:
@@ -14,5 +20,16 @@ def markdown_table() -> str:
     return "\n".join(lines)
 
 
+def readme_with_table(text: str) -> str:
+    """``text`` (README.md) with the block between the op-table markers replaced by the current table."""
+    i, j = text.index(BEGIN) + len(BEGIN), text.index(END)
+    return text[:i] + "\n" + markdown_table() + "\n" + text[j:]
+
+
 if __name__ == "__main__":
-    print(markdown_table())
+    if "--update-readme" in sys.argv[1:]:
+        path = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+        path.write_text(readme_with_table(path.read_text()))
+        print(f"updated {path}")
+    else:
+        print(markdown_table())

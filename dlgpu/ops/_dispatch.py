@@ -206,7 +206,8 @@ def backend_module(backend: str, family: str) -> ModuleType | None:
     try:
         return importlib.import_module(f"{_MODULE_ROOT[backend]}.{family}")
     except ModuleNotFoundError as e:
-        if e.name is not None and e.name.startswith(_MODULE_ROOT[backend]):
+        # no such kernel file, or the backend's own package (triton, cupy) is not installed
+        if e.name is not None and (e.name.startswith(_MODULE_ROOT[backend]) or e.name in ("triton", "cupy", "numba")):
             return None
         raise
 
