@@ -148,7 +148,7 @@ def test_small_model_under_torch_compile_fullgraph(backend):
     eager.backward()
     grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
-    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    compiled = torch.compile(model, fullgraph=True)  # inductor: C++ codegen around our opaque ops
     loss = compiled(x, t)
     loss.backward()
     torch.testing.assert_close(loss, eager)
