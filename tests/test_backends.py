@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from dlgpu import ops
-from dlgpu.testing.cases import all_cases, run_case
+from dlgpu.ops._dispatch import triton_interpret
+from dlgpu.testing.cases import all_cases, run_case, torch_inputs
 
 CASES = {c.name: c for c in all_cases(seed=1234, size="tiny")}
 
@@ -20,6 +21,30 @@ def test_numba_matches_reference(name, dtype):
     assert not res.error, res.error
     assert res.reports, "nothing was compared"
     assert res.ok, "\n".join(str(r) for r in res.reports if not r.ok)
+
+
+TRITON_CASES = sorted(n for n, c in CASES.items() if ops.implements("triton", c.forward))
+
+
+@pytest.mark.skipif(not triton_interpret(), reason="the CUDA run of these checks is the gpu-marked test below")
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("name", TRITON_CASES)
+def test_triton_interpreter_matches_reference(name, dtype):
+    res = run_case(CASES[name], "triton", dtype, seed=1234, convert=torch_inputs(dtype))
+    assert not res.error, res.error
+    assert res.reports and res.ok, "\n".join(str(r) for r in res.reports if not r.ok)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_triton_cuda_matches_reference_on_every_case(dtype):
+    bad = []
+    for case in all_cases(seed=7, size="quick"):
+        if ops.implements("triton", case.forward):
+            res = run_case(case, "triton", dtype, seed=7, convert=torch_inputs(dtype, "cuda"))
+            if not res.ok:
+                bad.append(f"{case.name}: {res.error or res.worst}")
+    assert not bad, "\n".join(bad)
 
 
 def test_every_op_has_a_case():

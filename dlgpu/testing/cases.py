@@ -297,6 +297,44 @@ def cast(value: Any, dtype: Any) -> Any:
     return value
 
 
+LOW_PRECISION = ("float16", "bfloat16")
+
+
+def _map_arrays(value: Any, fn: Callable[[np.ndarray], Any]) -> Any:
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return fn(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_map_arrays(v, fn) for v in value)
+    if isinstance(value, dict):
+        return {k: _map_arrays(v, fn) for k, v in value.items()}
+    return value
+
+
+def rounded(value: Any, dtype: str) -> Any:
+    """float64 arrays rounded through ``dtype`` (bfloat16 too) and back to float64, so the reference
+    sees exactly the inputs a low-precision kernel sees and only the kernel's own rounding is judged."""
+    if dtype not in LOW_PRECISION:
+        return value
+    import torch
+
+    tdt = getattr(torch, dtype)
+    return _map_arrays(value, lambda a: torch.from_numpy(a).to(tdt).double().numpy())
+
+
+def torch_inputs(dtype: str, device: str = "cpu") -> Callable[[np.ndarray], Any]:
+    """A ``convert`` for ``run_case``: float arrays to torch tensors of ``dtype`` on ``device``
+    (other arrays, e.g. class indices and masks, keep their dtype)."""
+    import torch
+
+    tdt = getattr(torch, dtype)
+
+    def conv(a: np.ndarray) -> Any:
+        t = torch.from_numpy(np.array(a, order="C"))  # (ascontiguousarray would make 0-d arrays 1-d)
+        return t.to(device=device, dtype=tdt if a.dtype.kind == "f" else t.dtype)
+
+    return conv
+
+
 def _flatten(out: Any) -> list[Any]:
     """Forward/backward results as a flat list of arrays (None kept in place)."""
     flat: list[Any] = []
@@ -346,12 +384,17 @@ def run_case(
 ) -> CaseResult:
     """Check ``backend`` on ``case`` in ``dtype`` against the float64 reference.
 
-    ``convert`` maps numpy inputs to what the backend takes (e.g. torch tensors for triton);
-    errors raised by the backend are caught and reported, never hidden.
+    ``convert`` maps numpy inputs to what the backend takes (e.g. ``torch_inputs("bfloat16")`` for
+    triton); errors raised by the backend are caught and reported, never hidden. For float16 and
+    bfloat16 the reference runs on the inputs rounded to that dtype.
     """
     from .. import ops
+    from .tolerances import dtype_name
 
-    dname = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    dname = dtype_name(dtype)
+    if convert is None and dname == "bfloat16":
+        raise ValueError("dtype bfloat16 needs a convert (numpy has no bfloat16), e.g. torch_inputs('bfloat16')")
+    case = Case(**{**case.__dict__, "args": rounded(case.args, dname), "kwargs": rounded(case.kwargs, dname)})
     ref_ops = {
         name: getattr(ops.backend_module("numpy", ops.OPS[name]), name)
         for name in (case.forward, case.backward) if name
@@ -359,7 +402,7 @@ def run_case(
     conv = convert or (lambda a: a)
 
     def to_backend(v: Any) -> Any:
-        v = cast(v, dtype)
+        v = v if convert is not None else cast(v, dtype)
         if isinstance(v, (list, tuple)):
             return type(v)(to_backend(x) for x in v)
         return conv(v) if isinstance(v, np.ndarray) else v
@@ -385,6 +428,7 @@ def run_case(
     if case.backward is None or case.make_backward is None:
         return result
     bargs, bkwargs = case.make_backward(ref_out, np.random.default_rng(seed + 1))
+    bargs, bkwargs = rounded(bargs, dname), rounded(bkwargs, dname)
     ref_grads = _flatten(ref_ops[case.backward](*bargs, **bkwargs))
     try:
         args = to_backend(bargs)
