@@ -7,8 +7,6 @@ import platform
 import sys
 from collections.abc import Sequence
 
-import numpy as np
-
 
 def _info(_: argparse.Namespace) -> int:
     import dlgpu
@@ -55,19 +53,23 @@ def _check(args: argparse.Namespace) -> int:
     cases = all_cases(args.seed, args.size)
     if args.ops:
         cases = [c for c in cases if any(c.name.startswith(o) for o in args.ops)]
-    convert = None
     rows, failed = [], 0
     for case in cases:
         for b in wanted:
             if not implements(b, case.forward):
                 rows.append((case.name, b, args.dtype, "-", "n/a", "-", "-"))
                 continue
-            if b == "triton":
+            if (b == "numba" and args.dtype in ("float16", "bfloat16")) or (b == "numpy" and args.dtype == "bfloat16"):
+                rows.append((case.name, b, args.dtype, "-", "n/a", "-", "-"))  # the CPU kernels' dtypes
+                continue
+            convert = None
+            if b in ("triton", "cupy"):
                 import torch
 
-                dev = "cuda" if torch.cuda.is_available() else "cpu"
-                convert = lambda a, _d=dev: torch.from_numpy(a).to(_d)  # noqa: E731
-            res = run_case(case, b, np.dtype(args.dtype), args.seed, convert if b == "triton" else None)
+                from dlgpu.testing.cases import torch_inputs
+
+                convert = torch_inputs(args.dtype, "cuda" if torch.cuda.is_available() else "cpu")
+            res = run_case(case, b, args.dtype, args.seed, convert)
             worst = res.worst
             err = f"{worst.rel_l2_err:.1e}" if worst else "-"
             verdict = "PASS" if res.ok else "FAIL"
@@ -96,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c = sub.add_parser("check", help="run every op on every available backend against the float64 reference")
     c.add_argument("--backends", nargs="+", help="backends to check (default: all available)")
     c.add_argument("--ops", nargs="+", help="only cases whose name starts with one of these")
-    c.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    c.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"])
     c.add_argument("--size", default="quick", choices=["tiny", "quick"])
     c.add_argument("--seed", type=int, default=0)
     c.set_defaults(fn=_check)
