@@ -77,20 +77,24 @@ def _linear_bwd_kernel(dy, out, act, slope, dz, db_part):  # dy, out, dz: N,O; d
                     acc[j] += g[j]
             elif act == RELU:
                 for j in range(g.size):
-                    d[j] = _relu_grad(g[j], o[j])
-                    acc[j] += d[j]
+                    v = _relu_grad(g[j], o[j])
+                    d[j] = v
+                    acc[j] += v
             elif act == LEAKY_RELU:
                 for j in range(g.size):
-                    d[j] = _leaky_relu_grad(g[j], o[j], slope)
-                    acc[j] += d[j]
+                    v = _leaky_relu_grad(g[j], o[j], slope)
+                    d[j] = v
+                    acc[j] += v
             elif act == SIGMOID:
                 for j in range(g.size):
-                    d[j] = _sigmoid_grad(g[j], o[j])
-                    acc[j] += d[j]
+                    v = _sigmoid_grad(g[j], o[j])
+                    d[j] = v
+                    acc[j] += v
             else:
                 for j in range(g.size):
-                    d[j] = _tanh_grad(g[j], o[j])
-                    acc[j] += d[j]
+                    v = _tanh_grad(g[j], o[j])
+                    d[j] = v
+                    acc[j] += v
 
 
 def linear_forward(

@@ -3,23 +3,23 @@
 Same functions, arguments, results, errors and workspace layout as ``dlgpu.reference.lstm``
 ([T, B, (G+1)*H]: the activated gates in gate order, then c_t).
 
-Forward: x W_ih^T for all steps as one GEMM; then, inside one compiled time loop, per step
-one BLAS call (h_{t-1} W_hh^T, [B, G*H]) and one fused pass over the hidden units that adds
-the biases, applies every gate nonlinearity (peepholes included), updates c and writes
-output[t], c_t and the workspace row. Backward: per step one fused pass producing the gate
-pre-activation gradients dz_t [B, G*H] (and dc_{t-1}, the peephole gradients) and one GEMM
-dz_t W_hh for dh_{t-1}; the weight gradients and dx are single GEMMs over all steps after
-the loop. The per-step passes split the hidden units into column chunks across threads when
-the step is large enough to pay for a parallel launch.
+Forward: x W_ih^T as GEMMs over blocks of time steps; inside one compiled time loop, per step
+one BLAS call (W_hh h_{t-1}^T, [G*H, B], turned to [B, G*H]) and one fused pass over the
+hidden units that adds the biases, applies every gate nonlinearity (peepholes included),
+updates c and writes output[t], c_t and the workspace row. Backward: per step one fused pass
+producing the gate pre-activation gradients dz_t [B, G*H] (and dc_{t-1}, the bias and
+peephole sums) and one GEMM for dh_{t-1} = dz_t W_hh; dx and the weight gradients are single
+GEMMs over all steps after the loop. The per-step passes are single-threaded: the GEMMs
+between them use BLAS's threads (see the note in rnn.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ...reference import lstm as _ref
-from ._common import JIT, PJIT, prepare
+from ._common import JIT, prepare
 from .rnn import (
     _dsigmoid,
     _dtanh,
@@ -27,10 +27,10 @@ from .rnn import (
     _tanh,
     as_numpy,
     bias_sum,
-    chunk_range,
-    gather_col,
-    input_projection,
-    n_chunks,
+    block_steps,
+    preact_into,
+    project_block,
+    transpose_into,
     weight_grads,
 )
 
@@ -44,83 +44,67 @@ _FORGET, _NO_FORGET, _PEEPHOLE = 0, 1, 2
 
 
 @njit(**JIT)
-def _lstm_fwd_cols(xw_t, hwT, bias, c, peep, variant, ws_t, out_t, j0, j1):
-    """Gate math for hidden units [j0, j1) of every batch row; c: c_{t-1} in, c_t out.
+def _lstm_fwd_step(z, c, peep, variant, ws_t, out_t):
+    """All gate math of one step from the pre-activations z [B, G*H] (biases included);
+    c: c_{t-1} in, c_t out.
 
-    Every gate block is its own slice (not x[k*H + j]): with a runtime offset inside the
+    Every gate block is its own slice (not z[k*H + j]): with a runtime offset inside the
     index LLVM cannot prove the blocks disjoint and leaves the loop scalar (~10x slower).
     """
     H = c.shape[1]
-    G = hwT.shape[0] // H
     pi, pf, po = peep[0], peep[1], peep[2]
-    r = np.empty(G * H, dtype=hwT.dtype)  # GH: batch row b of h_{t-1} W_hh^T
     for b in range(c.shape[0]):
-        for k in range(G):
-            gather_col(hwT, b, r, k * H + j0, k * H + j1)
-        x, w, cr, h = xw_t[b], ws_t[b], c[b], out_t[b]
+        zr, w, cr, h = z[b], ws_t[b], c[b], out_t[b]
         if variant == _NO_FORGET:  # i, g, o
-            xi, xg, xo = x[:H], x[H : 2 * H], x[2 * H :]
-            ri, rg, ro = r[:H], r[H : 2 * H], r[2 * H :]
-            bi, bg, bo = bias[:H], bias[H : 2 * H], bias[2 * H :]
+            zi, zg, zo = zr[:H], zr[H : 2 * H], zr[2 * H :]
             wi, wg, wo, wc = w[:H], w[H : 2 * H], w[2 * H : 3 * H], w[3 * H :]
-            for j in range(j0, j1):
-                i = _sigmoid(xi[j] + ri[j] + bi[j])
-                g = _tanh(xg[j] + rg[j] + bg[j])
-                o = _sigmoid(xo[j] + ro[j] + bo[j])
+            for j in range(H):
+                i, g, o = _sigmoid(zi[j]), _tanh(zg[j]), _sigmoid(zo[j])
                 cn = cr[j] + i * g
                 wi[j], wg[j], wo[j], wc[j], cr[j] = i, g, o, cn, cn
                 h[j] = o * _tanh(cn)
             continue
-        xi, xf, xg, xo = x[:H], x[H : 2 * H], x[2 * H : 3 * H], x[3 * H :]
-        ri, rf, rg, ro = r[:H], r[H : 2 * H], r[2 * H : 3 * H], r[3 * H :]
-        bi, bf, bg, bo = bias[:H], bias[H : 2 * H], bias[2 * H : 3 * H], bias[3 * H :]
+        zi, zf, zg, zo = zr[:H], zr[H : 2 * H], zr[2 * H : 3 * H], zr[3 * H :]
         wi, wf, wg, wo, wc = w[:H], w[H : 2 * H], w[2 * H : 3 * H], w[3 * H : 4 * H], w[4 * H :]
         if variant == _FORGET:  # i, f, g, o
-            for j in range(j0, j1):
-                i = _sigmoid(xi[j] + ri[j] + bi[j])
-                f = _sigmoid(xf[j] + rf[j] + bf[j])
-                g = _tanh(xg[j] + rg[j] + bg[j])
-                o = _sigmoid(xo[j] + ro[j] + bo[j])
+            for j in range(H):
+                i, f, g, o = _sigmoid(zi[j]), _sigmoid(zf[j]), _tanh(zg[j]), _sigmoid(zo[j])
                 cn = f * cr[j] + i * g
                 wi[j], wf[j], wg[j], wo[j], wc[j], cr[j] = i, f, g, o, cn, cn
                 h[j] = o * _tanh(cn)
         else:  # peephole: i and f see c_{t-1}, o sees c_t
-            for j in range(j0, j1):
+            for j in range(H):
                 cp = cr[j]
-                i = _sigmoid(xi[j] + ri[j] + bi[j] + pi[j] * cp)
-                f = _sigmoid(xf[j] + rf[j] + bf[j] + pf[j] * cp)
-                g = _tanh(xg[j] + rg[j] + bg[j])
+                i, f, g = _sigmoid(zi[j] + pi[j] * cp), _sigmoid(zf[j] + pf[j] * cp), _tanh(zg[j])
                 cn = f * cp + i * g
-                o = _sigmoid(xo[j] + ro[j] + bo[j] + po[j] * cn)
+                o = _sigmoid(zo[j] + po[j] * cn)
                 wi[j], wf[j], wg[j], wo[j], wc[j], cr[j] = i, f, g, o, cn, cn
                 h[j] = o * _tanh(cn)
 
 
-@njit(**PJIT)
-def _lstm_fwd_par(xw_t, hwT, bias, c, peep, variant, ws_t, out_t, nchunk):
-    for k in prange(nchunk):
-        j0, j1 = chunk_range(k, nchunk, c.shape[1])
-        _lstm_fwd_cols(xw_t, hwT, bias, c, peep, variant, ws_t, out_t, j0, j1)
-
-
 @njit(**JIT)
-def _lstm_fwd_kernel(xw, h0, c, w_hh, bias, peep, variant, nchunk, output, workspace):
+def _lstm_fwd_kernel(x, w_ih, h0, c, w_hh, bias, peep, variant, nblk, output, workspace):
     T, B, H = output.shape
-    hwT = np.empty((xw.shape[2], B), dtype=output.dtype)  # GH,B: W_hh h_{t-1}^T
+    GH = w_hh.shape[0]
+    buf = np.empty(GH * nblk * B, dtype=output.dtype)  # W_ih x^T for a block of steps
+    xwT = project_block(x, w_ih, 0, nblk, buf)  # GH,nblk*B
+    hwT = np.empty((GH, B), dtype=output.dtype)  # GH,B: W_hh h_{t-1}^T
+    z = np.empty((B, GH), dtype=output.dtype)  # B,GH: pre-activations
     for t in range(T):
+        if t % nblk == 0 and t > 0:
+            xwT = project_block(x, w_ih, t, nblk, buf)
         np.dot(w_hh, (h0 if t == 0 else output[t - 1]).T, hwT)
-        if nchunk > 1:
-            _lstm_fwd_par(xw[t], hwT, bias, c, peep, variant, workspace[t], output[t], nchunk)
-        else:
-            _lstm_fwd_cols(xw[t], hwT, bias, c, peep, variant, workspace[t], output[t], 0, H)
+        preact_into(xwT, (t % nblk) * B, hwT, bias, z)
+        _lstm_fwd_step(z, c, peep, variant, workspace[t], output[t])
 
 
 # ---------------------------------------------------------------------- backward
 
 
 @njit(**JIT)
-def _lstm_bwd_cols(dhT, d_out_t, has_dout, dc, workspace, t, c0, peep, variant, dz_t, dp, j0, j1):
-    """dz_t for hidden units [j0, j1); dc: dc_t in, dc_{t-1} out; dp accumulates (peephole).
+def _lstm_bwd_step(dh, d_out_t, has_dout, dc, workspace, t, c0, peep, variant, dz_t, db, dp):
+    """dz_t for every batch row; dc: dc_t in, dc_{t-1} out; db (its batch sum, while it is in
+    registers) and dp (peephole) accumulate.
 
     Gate blocks as separate slices, as in the forward, so the loops vectorise.
     """
@@ -128,68 +112,60 @@ def _lstm_bwd_cols(dhT, d_out_t, has_dout, dc, workspace, t, c0, peep, variant, 
     G = 3 if variant == _NO_FORGET else 4
     pi, pf, po = peep[0], peep[1], peep[2]
     dpi, dpf, dpo = dp[0], dp[1], dp[2]
-    dhr = np.empty(H, dtype=dhT.dtype)  # H: batch row b of dh_t
     for b in range(dc.shape[0]):
-        gather_col(dhT, b, dhr, j0, j1)
-        w, d, dcr, do = workspace[t, b], dz_t[b], dc[b], d_out_t[b]
+        w, d, dcr, dhr, do = workspace[t, b], dz_t[b], dc[b], dh[b], d_out_t[b]
         cprev = c0[b] if t == 0 else workspace[t - 1, b, G * H :]
         if variant == _NO_FORGET:  # i, g, o
             wi, wg, wo, wc = w[:H], w[H : 2 * H], w[2 * H : 3 * H], w[3 * H :]
             di, dg, do_ = d[:H], d[H : 2 * H], d[2 * H :]
-            for j in range(j0, j1):
+            for j in range(H):
                 i, g, o, c = wi[j], wg[j], wo[j], wc[j]
                 dhv = dhr[j] + do[j] if has_dout else dhr[j]
                 tc = _tanh(c)
                 dcv = dcr[j] + dhv * o * _dtanh(tc)
                 di[j], dg[j], do_[j] = dcv * g * _dsigmoid(i), dcv * i * _dtanh(g), dhv * tc * _dsigmoid(o)
                 dcr[j] = dcv
-            continue
-        wi, wf, wg, wo, wc = w[:H], w[H : 2 * H], w[2 * H : 3 * H], w[3 * H : 4 * H], w[4 * H :]
-        di, df, dg, do_ = d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :]
-        if variant == _FORGET:  # i, f, g, o
-            for j in range(j0, j1):
-                i, f, g, o, c = wi[j], wf[j], wg[j], wo[j], wc[j]
-                dhv = dhr[j] + do[j] if has_dout else dhr[j]
-                tc = _tanh(c)
-                dcv = dcr[j] + dhv * o * _dtanh(tc)
-                di[j], df[j] = dcv * g * _dsigmoid(i), dcv * cprev[j] * _dsigmoid(f)
-                dg[j], do_[j] = dcv * i * _dtanh(g), dhv * tc * _dsigmoid(o)
-                dcr[j] = dcv * f
-        else:  # peephole
-            for j in range(j0, j1):
-                i, f, g, o, c, cp = wi[j], wf[j], wg[j], wo[j], wc[j], cprev[j]
-                dhv = dhr[j] + do[j] if has_dout else dhr[j]
-                tc = _tanh(c)
-                dzo = dhv * tc * _dsigmoid(o)
-                dcv = dcr[j] + dhv * o * _dtanh(tc) + dzo * po[j]
-                dzi, dzf = dcv * g * _dsigmoid(i), dcv * cp * _dsigmoid(f)
-                di[j], df[j], dg[j], do_[j] = dzi, dzf, dcv * i * _dtanh(g), dzo
-                dcr[j] = dcv * f + dzi * pi[j] + dzf * pf[j]
-                dpi[j] += dzi * cp
-                dpf[j] += dzf * cp
-                dpo[j] += dzo * c
-
-
-@njit(**PJIT)
-def _lstm_bwd_par(dhT, d_out_t, has_dout, dc, workspace, t, c0, peep, variant, dz_t, dp, nchunk):
-    for k in prange(nchunk):  # chunks own disjoint units, so dp needs no reduction
-        j0, j1 = chunk_range(k, nchunk, dc.shape[1])
-        _lstm_bwd_cols(dhT, d_out_t, has_dout, dc, workspace, t, c0, peep, variant, dz_t, dp, j0, j1)
+        else:
+            wi, wf, wg, wo, wc = w[:H], w[H : 2 * H], w[2 * H : 3 * H], w[3 * H : 4 * H], w[4 * H :]
+            di, df, dg, do_ = d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :]
+            if variant == _FORGET:  # i, f, g, o
+                for j in range(H):
+                    i, f, g, o, c = wi[j], wf[j], wg[j], wo[j], wc[j]
+                    dhv = dhr[j] + do[j] if has_dout else dhr[j]
+                    tc = _tanh(c)
+                    dcv = dcr[j] + dhv * o * _dtanh(tc)
+                    di[j], df[j] = dcv * g * _dsigmoid(i), dcv * cprev[j] * _dsigmoid(f)
+                    dg[j], do_[j] = dcv * i * _dtanh(g), dhv * tc * _dsigmoid(o)
+                    dcr[j] = dcv * f
+            else:  # peephole: o saw c_t; i, f saw c_{t-1}
+                for j in range(H):
+                    i, f, g, o, c, cp = wi[j], wf[j], wg[j], wo[j], wc[j], cprev[j]
+                    dhv = dhr[j] + do[j] if has_dout else dhr[j]
+                    tc = _tanh(c)
+                    dzo = dhv * tc * _dsigmoid(o)
+                    dcv = dcr[j] + dhv * o * _dtanh(tc) + dzo * po[j]
+                    dzi, dzf = dcv * g * _dsigmoid(i), dcv * cp * _dsigmoid(f)
+                    di[j], df[j], dg[j], do_[j] = dzi, dzf, dcv * i * _dtanh(g), dzo
+                    dcr[j] = dcv * f + dzi * pi[j] + dzf * pf[j]
+                # the sums in loops of their own: with them above, the stream count defeats
+                # LLVM's runtime alias checks and the loop stays scalar
+                for j in range(H):
+                    dpi[j] += di[j] * cprev[j]
+                    dpf[j] += df[j] * cprev[j]
+                    dpo[j] += do_[j] * wc[j]
+        for g in range(G * H):
+            db[g] += d[g]
 
 
 @njit(**JIT)
-def _lstm_bwd_kernel(d_output, has_dout, dh, dc, c0, w_hh, workspace, peep, variant, nchunk, dz, dp):
+def _lstm_bwd_kernel(d_output, has_dout, dh, dc, c0, w_hh, workspace, peep, variant, dz, db, dp):
     """BPTT over the steps; dh, dc enter as d_h_n, d_c_n and leave as dh0, dc0."""
-    T, H = dz.shape[0], dh.shape[1]
-    dhT = np.ascontiguousarray(dh.T)  # H,B: dh_t flowing back, W_hh^T dz_{t+1}^T
+    T, B, H = dz.shape[0], dh.shape[0], dh.shape[1]
+    dhT = np.empty((H, B), dtype=dh.dtype)  # H,B: W_hh^T dz_t^T
     for t in range(T - 1, -1, -1):
-        d_out_t = d_output[t if has_dout else 0]
-        if nchunk > 1:
-            _lstm_bwd_par(dhT, d_out_t, has_dout, dc, workspace, t, c0, peep, variant, dz[t], dp, nchunk)
-        else:
-            _lstm_bwd_cols(dhT, d_out_t, has_dout, dc, workspace, t, c0, peep, variant, dz[t], dp, 0, H)
+        _lstm_bwd_step(dh, d_output[t if has_dout else 0], has_dout, dc, workspace, t, c0, peep, variant, dz[t], db, dp)
         np.dot(w_hh.T, dz[t].T, dhT)
-    dh[:] = dhT.T
+        transpose_into(dhT, dh)
 
 
 # ---------------------------------------------------------------------- wrappers
@@ -223,8 +199,8 @@ def lstm_forward(
     bias = bias_sum(bias_ih, bias_hh, G * H, dt)
     output = np.empty((T, B, H), dtype=dt)
     workspace = np.empty((T, B, (G + 1) * H), dtype=dt)
-    xw = input_projection(x, w_ih)  # T,B,GH
-    _lstm_fwd_kernel(xw, h0, c, w_hh, bias, peep, _CODE[variant], n_chunks(B, H), output, workspace)
+    nblk = block_steps(T, B, G * H, dt.itemsize)
+    _lstm_fwd_kernel(x, w_ih, h0, c, w_hh, bias, peep, _CODE[variant], nblk, output, workspace)
     return output, output[-1].copy(), c, workspace
 
 
@@ -241,9 +217,7 @@ def lstm_backward(
     workspace: np.ndarray,
     weight_peephole: np.ndarray | None = None,
     variant: str = "forget",
-) -> tuple[
-    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None
-]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Backpropagation through time for ``lstm_forward`` (equations in dlgpu.reference.lstm).
 
     Returns (dx, dh0, dc0, dweight_ih, dweight_hh, dbias_ih, dbias_hh, dweight_peephole or None).
@@ -259,10 +233,10 @@ def lstm_backward(
     _ref._check_grad(d_h_n, (B, H), "d_h_n", dt, "B, hidden_size")
     _ref._check_grad(d_c_n, (B, H), "d_c_n", dt, "B, hidden_size")
     x = prepare(x, "x")
-    dt = x.dtype
     w_ih, w_hh = prepare(weight_ih, "weight_ih", dt), prepare(weight_hh, "weight_hh", dt)
     output, workspace = prepare(output, "output", dt), prepare(workspace, "workspace", dt)
-    h0 = None if h0 is None else prepare(h0, "h0", dt)
+    has_h0 = h0 is not None
+    h0 = prepare(h0, "h0", dt) if has_h0 else np.zeros((B, H), dtype=dt)
     c0 = np.zeros((B, H), dtype=dt) if c0 is None else prepare(c0, "c0", dt)
     peep = np.zeros((3, H), dtype=dt) if weight_peephole is None else prepare(weight_peephole, "weight_peephole", dt)
     has_dout = d_output is not None
@@ -270,7 +244,7 @@ def lstm_backward(
     dh = np.zeros((B, H), dtype=dt) if d_h_n is None else prepare(d_h_n, "d_h_n", dt).copy()
     dc = np.zeros((B, H), dtype=dt) if d_c_n is None else prepare(d_c_n, "d_c_n", dt).copy()
     dz = np.empty((T, B, G * H), dtype=dt)
-    dp = np.zeros((3, H), dtype=dt)
-    _lstm_bwd_kernel(d_out, has_dout, dh, dc, c0, w_hh, workspace, peep, _CODE[variant], n_chunks(B, H), dz, dp)
-    dx, dw_ih, dw_hh, db = weight_grads(dz, x, h0, output, w_ih)
+    db, dp = np.zeros(G * H, dtype=dt), np.zeros((3, H), dtype=dt)
+    _lstm_bwd_kernel(d_out, has_dout, dh, dc, c0, w_hh, workspace, peep, _CODE[variant], dz, db, dp)
+    dx, dw_ih, dw_hh = weight_grads(dz, x, h0, has_h0, output, w_ih)
     return dx, dh, dc, dw_ih, dw_hh, db, db.copy(), dp if variant == "peephole" else None

@@ -1,14 +1,16 @@
 """Elman RNN (torch.nn.RNN, one layer) and its readout: Numba CPU kernels.
 
-Same functions, arguments, results and errors as ``dlgpu.reference.rnn``. The input term
-has no recurrence, so it is one GEMM over all time steps; each step is then one BLAS call
-(h_{t-1} W_hh^T) and one fused pass (bias, nonlinearity), and the time loop itself runs
-inside a compiled kernel so no step pays Python overhead. BPTT mirrors it: one fused pass
-and one GEMM per step, the weight gradients as single GEMMs over all steps afterwards.
+Same functions, arguments, results and errors as ``dlgpu.reference.rnn``. The input term has
+no recurrence, so it is computed as GEMMs over blocks of time steps; each step is then one
+BLAS call (W_hh h_{t-1}^T) and one fused pass (bias, nonlinearity), and the time loop runs
+inside a compiled kernel so no step pays Python overhead. BPTT mirrors it: one fused pass and
+one GEMM per step, then dx and the weight gradients as single GEMMs over all steps. The
+readout is the numba linear layer applied along the sequence.
 
-This file also holds the vectorisable transcendentals (``_sigmoid``, ``_tanh``) that the
-LSTM kernels share: numba's math.exp/math.tanh are scalar libm calls (no SVML here), ~10x
-slower than the polynomial versions below, which LLVM turns into SIMD loops.
+This file also holds what the recurrent families share: the vectorisable transcendentals
+(``_sigmoid``, ``_tanh``; numba's math.exp/math.tanh are scalar libm calls without SVML,
+~10x slower than the polynomials below, which LLVM turns into SIMD loops), the per-step
+transpose, the blocked input projection and the weight-gradient GEMMs.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numba
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import overload
 
 from ...reference import rnn as _ref
 from ...reference._validate import check_choice, check_float, check_ndim
-from ._common import JIT, PJIT, prepare
+from ._common import JIT, prepare
+from .linear import linear_backward, linear_forward
 
 NONLINEARITIES = _ref.NONLINEARITIES
 
@@ -35,8 +37,10 @@ NONLINEARITIES = _ref.NONLINEARITIES
 _F32 = np.float32
 _LO32, _LOG2E32, _HALF32 = _F32(-87.0), _F32(1.4426950408889634), _F32(0.5)
 _LN2HI32, _LN2LO32 = _F32(0.693359375), _F32(-2.12194440e-4)
-_P32 = tuple(_F32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
-                               1.6666665459e-1, 5.0000001201e-1))
+_P32 = tuple(
+    _F32(c)
+    for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+)
 _LN2HI64, _LN2LO64 = 6.93145751953125e-1, 1.42860682030941723212e-6
 _K = tuple(1.0 / math.factorial(k) for k in range(14))
 
@@ -125,28 +129,7 @@ for _stub, _name in ((_sigmoid, "sigmoid"), (_tanh, "tanh"), (_dsigmoid, "dsigmo
     _register(_stub, _name)
 
 
-# ------------------------------------------------------------------ parallel split
-# Each time step's fused pass is split over column ranges of the hidden units (all batch
-# rows in every chunk, so per-unit sums such as the peephole gradients need no reduction).
-# Below _PAR_MIN elements a step is a few microseconds and a parallel launch costs more.
-
-_PAR_MIN = 4096
-
-
-def n_chunks(rows: int, width: int) -> int:
-    """How many column chunks a per-step pass over [rows, width] is split into."""
-    threads = numba.get_num_threads()
-    if threads < 2 or rows * width < _PAR_MIN:
-        return 1
-    return max(1, min(threads, width // 16))
-
-
-@njit
-def chunk_range(c, nchunk, width):
-    """Columns [j0, j1) of chunk c: multiples of 16 wide so each stays SIMD-aligned."""
-    step = ((width + nchunk - 1) // nchunk + 15) // 16 * 16
-    j0 = min(c * step, width)
-    return j0, min(j0 + step, width)
+# ------------------------------------------------------------------ shared pieces
 
 
 def as_numpy(*arrays: Any) -> list[Any]:
@@ -156,95 +139,139 @@ def as_numpy(*arrays: Any) -> list[Any]:
 
 
 @njit
-def gather_col(src, b, dst, lo, hi):
-    """dst[lo:hi] = src[lo:hi, b]: one batch row out of a [rows, B] recurrent GEMM result.
+def transpose_into(src, dst):
+    """dst[b, g] = src[g, b] for a [rows, B] per-step GEMM result.
 
-    The per-step GEMMs run as W h^T ([rows, B]): with B small, OpenBLAS is ~1.7x faster in
-    that orientation than h W^T, which leaves this strided copy (L1/L2-resident) to the pass.
+    The recurrent GEMMs run as W h^T ([rows, B]): for small B OpenBLAS is ~1.7x faster in
+    that orientation than h W^T. The fused passes want batch rows (unit-stride, vectorised),
+    so the result is turned around here, 16 source rows at a time to stay in L1.
     """
-    for g in range(lo, hi):
-        dst[g] = src[g, b]
+    R, B = src.shape
+    R16 = R - R % 16
+    for g0 in range(0, R16, 16):
+        for b in range(B):
+            d = dst[b]
+            for g in range(g0, g0 + 16):
+                d[g] = src[g, b]
+    for b in range(B):
+        for g in range(R16, R):
+            dst[b, g] = src[g, b]
+
+
+@njit
+def preact_into(xwT, col, hwT, bias, z):
+    """z[b, g] = xwT[g, col + b] + hwT[g, b] + bias[g]: one step's pre-activations.
+
+    Both GEMMs run as W v^T ([rows, B] results): for small B OpenBLAS is ~1.7x faster in that
+    orientation than v W^T. The fused passes want batch rows (unit stride, vectorised), so
+    the sum is turned around here, 16 rows at a time to stay in L1, and the pass then reads
+    one stream per gate instead of three.
+    """
+    R, B = hwT.shape
+    R16 = R - R % 16
+    for g0 in range(0, R16, 16):
+        for b in range(B):
+            d = z[b]
+            for g in range(g0, g0 + 16):
+                d[g] = xwT[g, col + b] + hwT[g, b] + bias[g]
+    for b in range(B):
+        for g in range(R16, R):
+            z[b, g] = xwT[g, col + b] + hwT[g, b] + bias[g]
+
+
+# The input term has no recurrence, so it is one GEMM per block of time steps (every step
+# of a short sequence at once). A block is kept to ~1 MiB: the GEMM's output is then read back
+# from L2, and no [T, B, G*H] temporary is allocated (at T=100, B=32, H=256 that temporary
+# alone costs ~5 ms in fresh-page faults and DRAM traffic, more than all the fused passes).
+_XW_BLOCK_BYTES = 1 << 20
+
+
+def block_steps(T: int, B: int, GH: int, itemsize: int) -> int:
+    """Time steps per input-projection GEMM."""
+    return max(1, min(T, _XW_BLOCK_BYTES // (B * GH * itemsize)))
+
+
+@njit(**JIT)
+def input_projection(x, w_ih):
+    """x W_ih^T for every step at once: [T, B, I] -> [T, B, G*H], one GEMM (shared helper;
+    the RNN and LSTM kernels use ``project_block`` instead)."""
+    T, B, I = x.shape
+    return np.dot(x.reshape(T * B, I), w_ih.T).reshape(T, B, w_ih.shape[0])
+
+
+@njit
+def project_block(x, w_ih, t0, nblk, buf):
+    """W_ih x^T for steps t0 .. t0+n-1 (n <= nblk): one GEMM into ``buf``, returned as the
+    [G*H, n*B] view whose columns t*B .. t*B+B-1 belong to step t0 + t."""
+    n = min(nblk, x.shape[0] - t0)
+    B, I, GH = x.shape[1], x.shape[2], w_ih.shape[0]
+    xwT = buf[: GH * n * B].reshape(GH, n * B)
+    np.dot(w_ih, x[t0 : t0 + n].reshape(n * B, I).T, xwT)
+    return xwT
 
 
 # --------------------------------------------------------------------------- rnn
+# The fused per-step passes run on one thread: the step's GEMM already uses BLAS's threads,
+# and a numba parallel region between two BLAS calls fights them for the cores (measured:
+# 2-30x slower at T=100, B=32, H=256 on 2 cores, depending on the OpenMP wait policy).
 
 
 @njit(**JIT)
-def _rnn_fwd_cols(xw_t, hwT, bias, relu, out_t, j0, j1):
-    r = np.empty(hwT.shape[0], dtype=hwT.dtype)  # H: batch row b of h_{t-1} W_hh^T
+def _rnn_fwd_step(z, relu, out_t):
     for b in range(out_t.shape[0]):
-        gather_col(hwT, b, r, j0, j1)
-        x, h = xw_t[b], out_t[b]  # row views: unit stride, so the loops vectorise
+        zr, h = z[b], out_t[b]  # row views: unit stride, so the loops vectorise
         if relu:
-            for j in range(j0, j1):
-                h[j] = max(x[j] + r[j] + bias[j], 0.0)
+            for j in range(h.shape[0]):
+                h[j] = max(zr[j], 0.0)  # max keeps a NaN first argument
         else:
-            for j in range(j0, j1):
-                h[j] = _tanh(x[j] + r[j] + bias[j])
-
-
-@njit(**PJIT)
-def _rnn_fwd_par(xw_t, hwT, bias, relu, out_t, nchunk):
-    for c in prange(nchunk):
-        j0, j1 = chunk_range(c, nchunk, out_t.shape[1])
-        _rnn_fwd_cols(xw_t, hwT, bias, relu, out_t, j0, j1)
+            for j in range(h.shape[0]):
+                h[j] = _tanh(zr[j])
 
 
 @njit(**JIT)
-def _rnn_fwd_kernel(xw, h0, w_hh, bias, relu, nchunk, output):
+def _rnn_fwd_kernel(x, w_ih, h0, w_hh, bias, relu, nblk, output):
     T, B, H = output.shape
+    buf = np.empty(H * nblk * B, dtype=output.dtype)  # W_ih x^T for a block of steps
+    xwT = project_block(x, w_ih, 0, nblk, buf)  # H,nblk*B
     hwT = np.empty((H, B), dtype=output.dtype)  # H,B: W_hh h_{t-1}^T
+    z = np.empty((B, H), dtype=output.dtype)  # B,H: pre-activations
     for t in range(T):
+        if t % nblk == 0 and t > 0:
+            xwT = project_block(x, w_ih, t, nblk, buf)
         np.dot(w_hh, (h0 if t == 0 else output[t - 1]).T, hwT)
-        if nchunk > 1:
-            _rnn_fwd_par(xw[t], hwT, bias, relu, output[t], nchunk)
-        else:
-            _rnn_fwd_cols(xw[t], hwT, bias, relu, output[t], 0, H)
+        preact_into(xwT, (t % nblk) * B, hwT, bias, z)
+        _rnn_fwd_step(z, relu, output[t])
 
 
 @njit(**JIT)
-def _rnn_bwd_cols(dhT, d_out_t, has_dout, h_t, relu, dz_t, j0, j1):
-    g = np.empty(dhT.shape[0], dtype=dhT.dtype)  # H: batch row b of dh_t
+def _rnn_bwd_step(dh, d_out_t, has_dout, h_t, relu, dz_t, db):
+    """dz_t = dh_t * phi'; db accumulates dz_t's batch sum while it is in registers."""
     for b in range(dz_t.shape[0]):
-        gather_col(dhT, b, g, j0, j1)
-        do, h, d = d_out_t[b], h_t[b], dz_t[b]
+        g, do, h, d = dh[b], d_out_t[b], h_t[b], dz_t[b]
         if has_dout:
-            for j in range(j0, j1):
+            for j in range(d.shape[0]):
                 g[j] += do[j]
         if relu:
-            for j in range(j0, j1):
-                d[j] = g[j] if h[j] > 0 else 0.0
+            for j in range(d.shape[0]):
+                v = g[j] if h[j] > 0 else 0.0
+                d[j] = v
+                db[j] += v
         else:
-            for j in range(j0, j1):
-                d[j] = g[j] * _dtanh(h[j])
-
-
-@njit(**PJIT)
-def _rnn_bwd_par(dhT, d_out_t, has_dout, h_t, relu, dz_t, nchunk):
-    for c in prange(nchunk):
-        j0, j1 = chunk_range(c, nchunk, dz_t.shape[1])
-        _rnn_bwd_cols(dhT, d_out_t, has_dout, h_t, relu, dz_t, j0, j1)
+            for j in range(d.shape[0]):
+                v = g[j] * _dtanh(h[j])
+                d[j] = v
+                db[j] += v
 
 
 @njit(**JIT)
-def _rnn_bwd_kernel(d_output, has_dout, dh, w_hh, output, relu, nchunk, dz):
-    """BPTT over the steps; ``dh`` enters as d_h_n and leaves as dh0."""
+def _rnn_bwd_kernel(d_output, has_dout, dh, w_hh, output, relu, dz, db):
+    """BPTT over the steps; ``dh`` enters as d_h_n and leaves as dh0; db (zeros) gets sum dz."""
     T, B, H = output.shape
-    dhT = np.ascontiguousarray(dh.T)  # H,B: dh_t flowing back, W_hh^T dz_{t+1}^T
+    dhT = np.empty((H, B), dtype=dh.dtype)  # H,B: W_hh^T dz_t^T
     for t in range(T - 1, -1, -1):
-        d_out_t = d_output[t if has_dout else 0]
-        if nchunk > 1:
-            _rnn_bwd_par(dhT, d_out_t, has_dout, output[t], relu, dz[t], nchunk)
-        else:
-            _rnn_bwd_cols(dhT, d_out_t, has_dout, output[t], relu, dz[t], 0, H)
+        _rnn_bwd_step(dh, d_output[t if has_dout else 0], has_dout, output[t], relu, dz[t], db)
         np.dot(w_hh.T, dz[t].T, dhT)
-    dh[:] = dhT.T
-
-
-def input_projection(x: np.ndarray, weight_ih: np.ndarray) -> np.ndarray:
-    """x W_ih^T for every step at once: [T, B, I] -> [T, B, G*H] (one GEMM)."""
-    T, B, I = x.shape
-    return np.dot(x.reshape(T * B, I), weight_ih.T).reshape(T, B, -1)
+        transpose_into(dhT, dh)
 
 
 def bias_sum(bias_ih: np.ndarray | None, bias_hh: np.ndarray | None, n: int, dtype: Any) -> np.ndarray:
@@ -256,10 +283,9 @@ def bias_sum(bias_ih: np.ndarray | None, bias_hh: np.ndarray | None, n: int, dty
     return b
 
 
-def weight_grads(
-    dz: np.ndarray, x: np.ndarray, h0: np.ndarray | None, output: np.ndarray, weight_ih: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The non-recurrent BPTT products as GEMMs over all steps: (dx, dW_ih, dW_hh, db).
+@njit(**JIT)
+def weight_grads(dz, x, h0, has_h0, output, w_ih):
+    """The non-recurrent BPTT products as GEMMs over all steps: (dx, dW_ih, dW_hh).
 
     dW_hh = sum_t dz_t^T h_{t-1} is split as dz_0^T h0 + dz_{1:}^T output_{:-1}, so the
     shifted sequence [h0, output[:-1]] is never materialised.
@@ -267,15 +293,15 @@ def weight_grads(
     T, B, GH = dz.shape
     H = output.shape[2]
     dz2 = dz.reshape(T * B, GH)  # TB,GH
-    dx = np.dot(dz2, weight_ih).reshape(T, B, -1)  # T,B,I
-    dw_ih = np.dot(dz2.T, x.reshape(T * B, -1))  # GH,I
+    dx = np.dot(dz2, w_ih).reshape(T, B, w_ih.shape[1])  # T,B,I
+    dw_ih = np.dot(dz2.T, x.reshape(T * B, x.shape[2]))  # GH,I
     if T > 1:
-        dw_hh = np.dot(dz[1:].reshape(-1, GH).T, output[:-1].reshape(-1, H))  # GH,H
+        dw_hh = np.dot(dz[1:].reshape((T - 1) * B, GH).T, output[:-1].reshape((T - 1) * B, H))  # GH,H
     else:
         dw_hh = np.zeros((GH, H), dtype=dz.dtype)
-    if h0 is not None:
+    if has_h0:
         dw_hh += np.dot(dz[0].T, h0)
-    return dx, dw_ih, dw_hh, dz2.sum(axis=0)
+    return dx, dw_ih, dw_hh
 
 
 def rnn_forward(
@@ -300,8 +326,8 @@ def rnn_forward(
     h0 = np.zeros((B, H), dtype=dt) if h0 is None else prepare(h0, "h0", dt)
     bias = bias_sum(bias_ih, bias_hh, H, dt)
     output = np.empty((T, B, H), dtype=dt)
-    xw = input_projection(x, w_ih)  # T,B,H
-    _rnn_fwd_kernel(xw, h0, w_hh, bias, nonlinearity == "relu", n_chunks(B, H), output)
+    nblk = block_steps(T, B, H, dt.itemsize)
+    _rnn_fwd_kernel(x, w_ih, h0, w_hh, bias, nonlinearity == "relu", nblk, output)
     return output, output[-1].copy()
 
 
@@ -332,26 +358,19 @@ def rnn_backward(
     dt = x.dtype
     w_ih, w_hh = prepare(weight_ih, "weight_ih", dt), prepare(weight_hh, "weight_hh", dt)
     output = prepare(output, "output", dt)
-    h0 = None if h0 is None else prepare(h0, "h0", dt)
+    has_h0 = h0 is not None
+    h0 = prepare(h0, "h0", dt) if has_h0 else np.zeros((B, H), dtype=dt)
     has_dout = d_output is not None
     d_out = prepare(d_output, "d_output", dt) if has_dout else np.zeros((1, B, H), dtype=dt)
     dh = np.zeros((B, H), dtype=dt) if d_h_n is None else prepare(d_h_n, "d_h_n", dt).copy()
     dz = np.empty((T, B, H), dtype=dt)
-    _rnn_bwd_kernel(d_out, has_dout, dh, w_hh, output, nonlinearity == "relu", n_chunks(B, H), dz)
-    dx, dw_ih, dw_hh, db = weight_grads(dz, x, h0, output, w_ih)
+    db = np.zeros(H, dtype=dt)
+    _rnn_bwd_kernel(d_out, has_dout, dh, w_hh, output, nonlinearity == "relu", dz, db)
+    dx, dw_ih, dw_hh = weight_grads(dz, x, h0, has_h0, output, w_ih)
     return dx, dh, dw_ih, dw_hh, db, db.copy()
 
 
 # ----------------------------------------------------------------------- readout
-
-
-def _linear():
-    """The numba linear kernels when that family is present, else the reference's."""
-    try:
-        from . import linear
-    except ImportError:
-        from ...reference import linear
-    return linear
 
 
 def rnn_readout_forward(
@@ -363,7 +382,7 @@ def rnn_readout_forward(
     """y_t = psi(W h_t + b) for every step: [T, B, H] -> [T, B, O]; see dlgpu.reference.rnn."""
     check_float(output, "output")
     check_ndim(output, 3, "output", "T, B, hidden_size")
-    return _linear().linear_forward(output, weight, bias, activation)
+    return linear_forward(output, weight, bias, activation)
 
 
 def rnn_readout_backward(
@@ -376,4 +395,4 @@ def rnn_readout_backward(
     """(doutput [T, B, H], dweight [O, H], dbias [O]) of the readout; see dlgpu.reference.rnn."""
     check_float(output, "output")
     check_ndim(output, 3, "output", "T, B, hidden_size")
-    return _linear().linear_backward(dy, output, weight, y, activation)
+    return linear_backward(dy, output, weight, y, activation)
