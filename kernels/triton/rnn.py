@@ -110,7 +110,7 @@ SEQ_CONFIGS = [  # 8 warps, 2 stages: the LSTM's fp32 sequence kernel spills wit
 SEQ_BLOCK_B = 16
 
 
-# Column sums of a [R, N] matrix in fp32 (db from the per-step partials, the readout's db).
+# Column sums of a [R, N] matrix in fp32 (db and the peephole gradients from the per-step partials).
 # Napkin math: memory-bound, R*N*itemsize bytes once; after an LSTM at T=100, B=64, H=512 the
 # partials are 400 x 2048 fp32 = 3.3 MB: a few microseconds.
 @triton.jit
