@@ -165,3 +165,58 @@ def window_output_hw(
             )
         out.append(conv_output_size(w, f, s, p, d))
     return out[0], out[1]
+
+
+# ------------------------------------------------------------ recurrent layers
+
+
+def check_dtype_as(a: Any, name: str, dtype: Any) -> None:
+    """TypeError unless ``a`` is a float array of exactly ``dtype`` (the dtype of x)."""
+    check_float(a, name)
+    # compared by name, so numpy and torch dtypes of the same kind agree (the backends then
+    # say which array kind they take)
+    if str(a.dtype).replace("torch.", "") != str(dtype).replace("torch.", ""):
+        raise TypeError(f"{name} must have the dtype of x ({dtype}), got {a.dtype}")
+
+
+def check_recurrent(
+    x: Any,
+    h0: Any | None,
+    weight_ih: Any,
+    weight_hh: Any,
+    bias_ih: Any | None,
+    bias_hh: Any | None,
+    gates: int,
+) -> tuple[int, int, int, int]:
+    """Check a recurrent layer's arguments (``gates`` row blocks in torch.nn's weight shapes,
+    time-major x [T, B, I], h0 [B, H]); return (T, B, I, H). Shared by every recurrent family."""
+    check_float(x, "x")
+    check_ndim(x, 3, "x", "T, B, input_size")
+    T, B, I = (int(s) for s in x.shape)
+    if T < 1 or B < 1:
+        raise ValueError(f"x must have at least one time step and one batch row (T >= 1, B >= 1), got {tuple(x.shape)}")
+    check_dtype_as(weight_hh, "weight_hh", x.dtype)
+    check_ndim(weight_hh, 2, "weight_hh", f"{gates}*hidden_size, hidden_size")
+    H = int(weight_hh.shape[1])
+    if H < 1 or weight_hh.shape[0] != gates * H:
+        raise ValueError(
+            f"weight_hh must have shape ({gates}*hidden_size, hidden_size) = ({gates * H}, {H}), "
+            f"got {tuple(weight_hh.shape)}"
+        )
+    check_dtype_as(weight_ih, "weight_ih", x.dtype)
+    check_shape(weight_ih, (gates * H, I), "weight_ih", f"{gates}*hidden_size, input_size of x")
+    if h0 is not None:
+        check_dtype_as(h0, "h0", x.dtype)
+        check_shape(h0, (B, H), "h0", "batch of x, hidden_size of weight_hh")
+    for b, name in ((bias_ih, "bias_ih"), (bias_hh, "bias_hh")):
+        if b is not None:
+            check_dtype_as(b, name, x.dtype)
+            check_shape(b, (gates * H,), name, f"{gates}*hidden_size")
+    return T, B, I, H
+
+
+def check_optional(d: Any | None, shape: tuple[int, ...], name: str, dtype: Any, what: str) -> None:
+    """Check an optional array (an upstream gradient, a saved tensor): dtype of x and ``shape``."""
+    if d is not None:
+        check_dtype_as(d, name, dtype)
+        check_shape(d, shape, name, what)

@@ -28,11 +28,9 @@ the backward needs nothing else (no bias, no pre-activation).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from ._validate import check_choice, check_float, check_ndim, check_shape
+from ._validate import check_choice, check_dtype_as, check_optional, check_recurrent, check_shape
 from .activations import sigmoid_forward
 
 VARIANTS = ("forget", "no_forget", "peephole")
@@ -40,54 +38,10 @@ GATES = {"forget": 4, "no_forget": 3, "peephole": 4}
 
 
 # ------------------------------------------------------------------ argument checks
-# (a private copy per recurrent family: every family module stands alone)
-
-
-def _check_dtype(a: Any, name: str, dtype: Any) -> None:
-    check_float(a, name)
-    if a.dtype != dtype:
-        raise TypeError(f"{name} must have the dtype of x ({dtype}), got {a.dtype}")
-
-
-def _check_recurrent(
-    x: np.ndarray,
-    h0: np.ndarray | None,
-    weight_ih: np.ndarray,
-    weight_hh: np.ndarray,
-    bias_ih: np.ndarray | None,
-    bias_hh: np.ndarray | None,
-    gates: int,
-) -> tuple[int, int, int, int]:
-    """Check a recurrent layer's arguments (``gates`` row blocks in the weights); return (T, B, I, H)."""
-    check_float(x, "x")
-    check_ndim(x, 3, "x", "T, B, input_size")
-    T, B, I = (int(s) for s in x.shape)
-    if T < 1 or B < 1:
-        raise ValueError(f"x must have at least one time step and one batch row (T >= 1, B >= 1), got {x.shape}")
-    _check_dtype(weight_hh, "weight_hh", x.dtype)
-    check_ndim(weight_hh, 2, "weight_hh", f"{gates}*hidden_size, hidden_size")
-    H = int(weight_hh.shape[1])
-    if H < 1 or weight_hh.shape[0] != gates * H:
-        raise ValueError(
-            f"weight_hh must have shape ({gates}*hidden_size, hidden_size) = ({gates * H}, {H}), "
-            f"got {tuple(weight_hh.shape)}"
-        )
-    _check_dtype(weight_ih, "weight_ih", x.dtype)
-    check_shape(weight_ih, (gates * H, I), "weight_ih", f"{gates}*hidden_size, input_size of x")
-    if h0 is not None:
-        _check_dtype(h0, "h0", x.dtype)
-        check_shape(h0, (B, H), "h0", "batch of x, hidden_size of weight_hh")
-    for b, name in ((bias_ih, "bias_ih"), (bias_hh, "bias_hh")):
-        if b is not None:
-            _check_dtype(b, name, x.dtype)
-            check_shape(b, (gates * H,), name, f"{gates}*hidden_size")
-    return T, B, I, H
-
-
-def _check_grad(d: np.ndarray | None, shape: tuple[int, ...], name: str, dtype: Any, what: str) -> None:
-    if d is not None:
-        _check_dtype(d, name, dtype)
-        check_shape(d, shape, name, what)
+# (shared by every recurrent family; the private names are what the backends import)
+_check_dtype = check_dtype_as
+_check_recurrent = check_recurrent
+_check_grad = check_optional
 
 
 def _check_lstm(

@@ -24,45 +24,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import check_float, check_ndim, check_nonempty, check_shape
+from ._validate import check_recurrent, check_shape
 from .activations import sigmoid_forward
 
 GATES = 2
 
 
-def _check_recurrent(
-    x: np.ndarray,
-    h0: np.ndarray | None,
-    weight_ih: np.ndarray,
-    weight_hh: np.ndarray,
-    bias_ih: np.ndarray | None,
-    bias_hh: np.ndarray | None,
-    gates: int,
-) -> tuple[int, int, int, int]:
-    """Validate a recurrent layer's arguments; return (T, B, I, H)."""
-    check_float(x, "x")
-    check_ndim(x, 3, "x", "T, B, input_size")
-    if x.shape[0] < 1:
-        raise ValueError(f"x must have at least one time step (T >= 1), got shape {tuple(x.shape)}")
-    check_nonempty(x, "x")
-    t, b, i = (int(s) for s in x.shape)
-    check_float(weight_hh, "weight_hh")
-    check_ndim(weight_hh, 2, "weight_hh", f"{gates}*hidden_size, hidden_size")
-    h = int(weight_hh.shape[1])
-    if h < 1:
-        raise ValueError(f"weight_hh must have hidden_size >= 1 columns, got shape {tuple(weight_hh.shape)}")
-    check_shape(weight_hh, (gates * h, h), "weight_hh", f"{gates}*hidden_size, hidden_size")
-    check_float(weight_ih, "weight_ih")
-    check_ndim(weight_ih, 2, "weight_ih", f"{gates}*hidden_size, input_size")
-    check_shape(weight_ih, (gates * h, i), "weight_ih", f"{gates}*hidden_size, input_size of x")
-    if h0 is not None:
-        check_float(h0, "h0")
-        check_shape(h0, (b, h), "h0", "batch of x, hidden_size of weight_hh")
-    for bias, name in ((bias_ih, "bias_ih"), (bias_hh, "bias_hh")):
-        if bias is not None:
-            check_float(bias, name)
-            check_shape(bias, (gates * h,), name, f"{gates}*hidden_size")
-    return t, b, i, h
+# shared by every recurrent family; the private name is what the backends import
+_check_recurrent = check_recurrent
 
 
 def mgu_forward(

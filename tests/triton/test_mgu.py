@@ -133,7 +133,7 @@ def test_type_errors(gen):
         K.mgu_forward(x.numpy(), h0, w_ih, w_hh)
     with pytest.raises(TypeError, match="weight_hh must have a floating-point dtype"):
         K.mgu_forward(x, h0, w_ih, w_hh.to(torch.int64))
-    with pytest.raises(TypeError, match="bias_hh must have dtype torch.float32"):
+    with pytest.raises(TypeError, match="bias_hh must have (the )?dtype"):
         K.mgu_forward(x, h0, w_ih, w_hh, b_ih, b_hh.bfloat16())
     out, h_n, ws = K.mgu_forward(x, h0, w_ih, w_hh)
     with pytest.raises(TypeError, match="workspace must be a torch tensor"):
