@@ -1,4 +1,6 @@
-"""The ``dlgpu`` command: ``dlgpu info`` and ``dlgpu check``."""
+"""The ``dlgpu`` command. ``info`` and ``check`` live here; the other subcommands are registered by
+their packages (``dlgpu.models.cli``: train, autoencode; ``dlgpu.bench.cli``: bench, profile, kernels),
+each through a ``register(subparsers)`` that adds its parsers with ``set_defaults(fn=...)``."""
 
 from __future__ import annotations
 
@@ -90,6 +92,9 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+_COMMAND_MODULES = ("dlgpu.models.cli", "dlgpu.bench.cli")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dlgpu`` console script."""
     p = argparse.ArgumentParser(prog="dlgpu", description="dlgpu: kernels for deep-network building blocks")
@@ -102,6 +107,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--size", default="quick", choices=["tiny", "quick"])
     c.add_argument("--seed", type=int, default=0)
     c.set_defaults(fn=_check)
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:  # TEMPORARY while the packages are being written
+            if e.name != name:
+                raise
+            continue
+        module.register(sub)
     args = p.parse_args(argv)
     return int(args.fn(args))
 

@@ -1,0 +1,1 @@
+"""dlgpu bench / profile / kernels: verify, time and explain every kernel."""

@@ -1,0 +1,1 @@
+"""torch.nn.Module layers over dlgpu.functional (drop-ins for their torch counterparts)."""
