@@ -1,14 +1,111 @@
-"""Helpers shared by the torch custom ops (one place, not copied per op)."""
+"""Helpers shared by the torch custom ops (one place, not copied per op).
+
+Every dlgpu op is registered twice (``dlgpu_op``):
+
+- ``dlgpu::<name>``, a ``torch.library.custom_op`` that runs whichever backend the dispatch picks
+  (numba for CPU tensors). ``torch.compile`` treats it as opaque.
+- ``dlgpu_triton::<name>``, a ``torch.library.triton_op`` running the same code on the triton
+  backend. Its launches go through ``wrap_triton``, so ``torch.compile`` traces into the Triton
+  kernels themselves (Inductor schedules them with the rest of the graph).
+
+A call goes to the triton twin for CUDA tensors when the backend in force is ``auto`` or
+``triton``, and to the custom op otherwise (CPU tensors, or another backend asked for).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 
 from ..ops import call
+from ..ops._dispatch import _status, get_backend
 from ..reference._validate import pair
+
+TRITON_NAMESPACE = "dlgpu_triton"
+
+
+@torch.compiler.assume_constant_result
+def _triton_in_force(device_type: str) -> bool:
+    # a constant for torch.compile: the backend choice is made once, when the graph is traced
+    if device_type != "cuda":
+        return False
+    return get_backend() in ("auto", "triton") and _status("triton").available
+
+
+def _device_type(args: tuple) -> str:
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return a.device.type
+    return "cpu"
+
+
+def _on_triton(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from ..ops import use_backend
+
+    @functools.wraps(fn)
+    def body(*args: Any, **kwargs: Any) -> Any:
+        with use_backend("triton"):
+            return fn(*args, **kwargs)
+
+    # annotations resolved in fn's module: torch infers the twin's schema from them
+    body.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
+    return body
+
+
+class DualOp:
+    """One dlgpu op as a custom op (any backend) and a Triton ``triton_op`` twin; see the module doc.
+
+    ``.custom`` and ``.triton`` are the two registered ops (``.triton`` is None where triton
+    cannot be imported). Calling a DualOp picks one of them from the first tensor's device.
+    """
+
+    def __init__(self, name: str, fn: Callable[..., Any], mutates_args: Iterable[str] | str) -> None:
+        self.name = name
+        self.custom = torch.library.custom_op(f"dlgpu::{name}", fn, mutates_args=mutates_args)
+        self.triton = None
+        if _status("triton").reason.startswith("triton cannot be imported"):
+            return
+        self.triton = torch.library.triton_op(f"{TRITON_NAMESPACE}::{name}", _on_triton(fn), mutates_args=mutates_args)
+
+    def register_fake(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Fake kernel of the custom op (the triton twin traces its own body on fake tensors)."""
+        self.custom.register_fake(fn)
+        return fn
+
+    def register_autograd(self, backward: Callable[..., Any], *, setup_context: Callable[..., Any]) -> None:
+        """The same backward for both registrations (it calls DualOps, which pick again)."""
+        self.custom.register_autograd(backward, setup_context=setup_context)
+        if self.triton is not None:
+            self.triton.register_autograd(backward, setup_context=setup_context)
+
+    def __call__(self, *args: Any) -> Any:
+        if self.triton is not None and _triton_in_force(_device_type(args)):
+            return self.triton(*args)
+        return self.custom(*args)
+
+    def __repr__(self) -> str:
+        return f"DualOp(dlgpu::{self.name}, {TRITON_NAMESPACE}::{self.name})"
+
+
+def dlgpu_op(name: str, *, mutates_args: Iterable[str] | str = ()) -> Callable[[Callable[..., Any]], DualOp]:
+    """Decorator: register ``fn`` as ``dlgpu::<name>`` and its Triton twin ``dlgpu_triton::<name>``."""
+
+    def decorate(fn: Callable[..., Any]) -> DualOp:
+        return DualOp(name, fn, mutates_args)
+
+    return decorate
+
+
+def _storage_key(t: torch.Tensor) -> int:
+    from torch._subclasses.fake_tensor import is_fake
+
+    if is_fake(t):  # fake/functional tensors have no data pointer; their storages still tell aliases
+        return t.untyped_storage()._cdata
+    return t.untyped_storage().data_ptr()
 
 
 def run(op: str, *args: Any, **kwargs: Any) -> Any:
@@ -19,11 +116,11 @@ def run(op: str, *args: Any, **kwargs: Any) -> Any:
     """
     inputs = [a for a in args if isinstance(a, torch.Tensor)]
     inputs += [a for a in kwargs.values() if isinstance(a, torch.Tensor)]
-    ptrs = {t.untyped_storage().data_ptr() for t in inputs if t.numel()}
+    ptrs = {_storage_key(t) for t in inputs if t.numel()}
 
     def fresh(o: Any) -> Any:
         if isinstance(o, torch.Tensor):
-            return o.clone() if o.numel() and o.untyped_storage().data_ptr() in ptrs else o
+            return o.clone() if o.numel() and _storage_key(o) in ptrs else o
         if isinstance(o, (list, tuple)):
             return type(o)(fresh(x) for x in o)
         return o

@@ -5,17 +5,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._common import check_tensor, run
+from ._common import check_tensor, dlgpu_op, run
 
 # ------------------------------------------------------------------------- relu
 
 
-@torch.library.custom_op("dlgpu::relu", mutates_args=())
+@dlgpu_op("relu", mutates_args=())
 def _relu(x: Tensor) -> Tensor:
     return run("relu_forward", x)
 
 
-@torch.library.custom_op("dlgpu::relu_backward", mutates_args=())
+@dlgpu_op("relu_backward", mutates_args=())
 def _relu_backward(dy: Tensor, x: Tensor) -> Tensor:
     return run("relu_backward", dy, x)
 
@@ -23,12 +23,12 @@ def _relu_backward(dy: Tensor, x: Tensor) -> Tensor:
 # ------------------------------------------------------------------ leaky relu
 
 
-@torch.library.custom_op("dlgpu::leaky_relu", mutates_args=())
+@dlgpu_op("leaky_relu", mutates_args=())
 def _leaky_relu(x: Tensor, negative_slope: float) -> Tensor:
     return run("leaky_relu_forward", x, negative_slope)
 
 
-@torch.library.custom_op("dlgpu::leaky_relu_backward", mutates_args=())
+@dlgpu_op("leaky_relu_backward", mutates_args=())
 def _leaky_relu_backward(dy: Tensor, x: Tensor, negative_slope: float) -> Tensor:
     return run("leaky_relu_backward", dy, x, negative_slope)
 
@@ -36,32 +36,32 @@ def _leaky_relu_backward(dy: Tensor, x: Tensor, negative_slope: float) -> Tensor
 # -------------------------------------------------- sigmoid, tanh (from output)
 
 
-@torch.library.custom_op("dlgpu::sigmoid", mutates_args=())
+@dlgpu_op("sigmoid", mutates_args=())
 def _sigmoid(x: Tensor) -> Tensor:
     return run("sigmoid_forward", x)
 
 
-@torch.library.custom_op("dlgpu::sigmoid_backward", mutates_args=())
+@dlgpu_op("sigmoid_backward", mutates_args=())
 def _sigmoid_backward(dy: Tensor, y: Tensor) -> Tensor:
     return run("sigmoid_backward", dy, y)
 
 
-@torch.library.custom_op("dlgpu::tanh", mutates_args=())
+@dlgpu_op("tanh", mutates_args=())
 def _tanh(x: Tensor) -> Tensor:
     return run("tanh_forward", x)
 
 
-@torch.library.custom_op("dlgpu::tanh_backward", mutates_args=())
+@dlgpu_op("tanh_backward", mutates_args=())
 def _tanh_backward(dy: Tensor, y: Tensor) -> Tensor:
     return run("tanh_backward", dy, y)
 
 
-@torch.library.custom_op("dlgpu::softplus", mutates_args=())
+@dlgpu_op("softplus", mutates_args=())
 def _softplus(x: Tensor) -> Tensor:
     return run("softplus_forward", x)
 
 
-@torch.library.custom_op("dlgpu::softplus_backward", mutates_args=())
+@dlgpu_op("softplus_backward", mutates_args=())
 def _softplus_backward(dy: Tensor, x: Tensor) -> Tensor:
     return run("softplus_backward", dy, x)
 
@@ -69,22 +69,22 @@ def _softplus_backward(dy: Tensor, x: Tensor) -> Tensor:
 # ------------------------------------------------------ softmax, log_softmax
 
 
-@torch.library.custom_op("dlgpu::softmax", mutates_args=())
+@dlgpu_op("softmax", mutates_args=())
 def _softmax(x: Tensor, dim: int) -> Tensor:
     return run("softmax_forward", x, dim)
 
 
-@torch.library.custom_op("dlgpu::softmax_backward", mutates_args=())
+@dlgpu_op("softmax_backward", mutates_args=())
 def _softmax_backward(dy: Tensor, y: Tensor, dim: int) -> Tensor:
     return run("softmax_backward", dy, y, dim)
 
 
-@torch.library.custom_op("dlgpu::log_softmax", mutates_args=())
+@dlgpu_op("log_softmax", mutates_args=())
 def _log_softmax(x: Tensor, dim: int) -> Tensor:
     return run("log_softmax_forward", x, dim)
 
 
-@torch.library.custom_op("dlgpu::log_softmax_backward", mutates_args=())
+@dlgpu_op("log_softmax_backward", mutates_args=())
 def _log_softmax_backward(dy: Tensor, y: Tensor, dim: int) -> Tensor:
     return run("log_softmax_backward", dy, y, dim)
 

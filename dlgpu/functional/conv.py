@@ -9,12 +9,12 @@ from torch import Tensor
 
 from ..reference._validate import check_activation
 from ..reference.conv import conv2d_output_shape
-from ._common import as_pair, check_same_dtype, check_tensor, run
+from ._common import as_pair, check_same_dtype, check_tensor, dlgpu_op, run
 
 # ---------------------------------------------------------------------- conv2d
 
 
-@torch.library.custom_op("dlgpu::conv2d", mutates_args=())
+@dlgpu_op("conv2d", mutates_args=())
 def _conv2d(
     x: Tensor,
     weight: Tensor,
@@ -34,7 +34,7 @@ def _(x, weight, bias, stride, padding, dilation, groups, activation, negative_s
     return x.new_empty(conv2d_output_shape(x.shape, weight.shape, stride, padding, dilation, groups))
 
 
-@torch.library.custom_op("dlgpu::conv2d_backward", mutates_args=())
+@dlgpu_op("conv2d_backward", mutates_args=())
 def _conv2d_backward(
     dy: Tensor,
     x: Tensor,
@@ -136,7 +136,7 @@ def conv2d(
 # --------------------------------------------------------- locally connected
 
 
-@torch.library.custom_op("dlgpu::locally_connected2d", mutates_args=())
+@dlgpu_op("locally_connected2d", mutates_args=())
 def _lc2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: list[int], padding: list[int]) -> Tensor:
     return run("locally_connected2d_forward", x, weight, bias, stride, padding)
 
@@ -147,7 +147,7 @@ def _(x, weight, bias, stride, padding):  # noqa: ANN001, ANN202
     return x.new_empty((x.shape[0], weight.shape[2], weight.shape[0], weight.shape[1]))
 
 
-@torch.library.custom_op("dlgpu::locally_connected2d_backward", mutates_args=())
+@dlgpu_op("locally_connected2d_backward", mutates_args=())
 def _lc2d_backward(
     dy: Tensor, x: Tensor, weight: Tensor, stride: list[int], padding: list[int]
 ) -> tuple[Tensor, Tensor, Tensor]:

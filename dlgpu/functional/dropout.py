@@ -7,10 +7,10 @@ import torch
 from torch import Tensor
 
 from ..reference._validate import check_probability
-from ._common import check_tensor, run
+from ._common import check_tensor, dlgpu_op, run
 
 
-@torch.library.custom_op("dlgpu::dropout", mutates_args=())
+@dlgpu_op("dropout", mutates_args=())
 def _dropout(x: Tensor, p: float, seed: int) -> Tensor:
     return run("dropout_forward", x, p, seed=seed)
 
@@ -20,7 +20,7 @@ def _(x, p, seed):  # noqa: ANN001, ANN202
     return torch.empty_like(x)
 
 
-@torch.library.custom_op("dlgpu::dropout_backward", mutates_args=())
+@dlgpu_op("dropout_backward", mutates_args=())
 def _dropout_backward(dy: Tensor, p: float, seed: int) -> Tensor:
     return run("dropout_backward", dy, p, seed=seed)
 

@@ -6,10 +6,10 @@ import torch
 from torch import Tensor
 
 from ..reference._validate import check_activation
-from ._common import check_same_dtype, check_tensor, run
+from ._common import check_same_dtype, check_tensor, dlgpu_op, run
 
 
-@torch.library.custom_op("dlgpu::linear", mutates_args=())
+@dlgpu_op("linear", mutates_args=())
 def _linear(x: Tensor, weight: Tensor, bias: Tensor | None, activation: str, negative_slope: float) -> Tensor:
     return run("linear_forward", x, weight, bias, activation, negative_slope)
 
@@ -19,7 +19,7 @@ def _(x, weight, bias, activation, negative_slope):  # noqa: ANN001, ANN202
     return x.new_empty((*x.shape[:-1], weight.shape[0]))
 
 
-@torch.library.custom_op("dlgpu::linear_backward", mutates_args=())
+@dlgpu_op("linear_backward", mutates_args=())
 def _linear_backward(
     dy: Tensor, x: Tensor, weight: Tensor, out: Tensor, activation: str, negative_slope: float
 ) -> tuple[Tensor, Tensor, Tensor]:

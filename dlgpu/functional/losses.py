@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ..reference._validate import check_positive, check_reduction
-from ._common import check_tensor, run
+from ._common import check_tensor, dlgpu_op, run
 
 ELEMENTWISE = (
     "hinge_loss",
@@ -21,7 +21,7 @@ ELEMENTWISE = (
 K_CLASS = ("multiclass_hinge_loss", "multiclass_squared_hinge_loss", "cross_entropy")
 
 
-@torch.library.custom_op("dlgpu::loss", mutates_args=())
+@dlgpu_op("loss", mutates_args=())
 def _loss(name: str, input: Tensor, target: Tensor, reduction: str, delta: float) -> tuple[Tensor, Tensor]:
     extra = {"delta": delta} if name == "pseudo_huber_loss" else {}
     return run(f"{name}_forward", input, target, reduction, **extra)
@@ -38,7 +38,7 @@ def _(name, input, target, reduction, delta):  # noqa: ANN001, ANN202
     return input.new_empty(shape), torch.empty_like(input)
 
 
-@torch.library.custom_op("dlgpu::loss_backward", mutates_args=())
+@dlgpu_op("loss_backward", mutates_args=())
 def _loss_backward(grad_output: Tensor, grad_input: Tensor, reduction: str) -> Tensor:
     return run("loss_backward", grad_output, grad_input, reduction)
 

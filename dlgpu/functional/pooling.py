@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ..reference._validate import conv_output_size
-from ._common import as_pair, check_tensor, run
+from ._common import as_pair, check_tensor, dlgpu_op, run
 
 
 def _out_shape(x: Tensor, kernel_size: list[int], stride: list[int], padding: list[int]) -> tuple:
@@ -17,7 +17,7 @@ def _out_shape(x: Tensor, kernel_size: list[int], stride: list[int], padding: li
     return (n, c, *(conv_output_size(v, k, s, p) for v, k, s, p in zip((h, w), kernel_size, stride, padding)))
 
 
-@torch.library.custom_op("dlgpu::max_pool2d", mutates_args=())
+@dlgpu_op("max_pool2d", mutates_args=())
 def _max_pool2d(x: Tensor, kernel_size: list[int], stride: list[int], padding: list[int]) -> tuple[Tensor, Tensor]:
     return run("max_pool2d_forward", x, kernel_size, stride, padding)
 
@@ -28,7 +28,7 @@ def _(x, kernel_size, stride, padding):  # noqa: ANN001, ANN202
     return x.new_empty(shape), x.new_empty(shape, dtype=torch.int64)
 
 
-@torch.library.custom_op("dlgpu::max_pool2d_backward", mutates_args=())
+@dlgpu_op("max_pool2d_backward", mutates_args=())
 def _max_pool2d_backward(dy: Tensor, indices: Tensor, x_shape: list[int]) -> Tensor:
     return run("max_pool2d_backward", dy, indices, tuple(x_shape))
 
@@ -52,7 +52,7 @@ def _max_backward(ctx, dy, _dindices):  # noqa: ANN001, ANN202
 _max_pool2d.register_autograd(_max_backward, setup_context=_max_setup)
 
 
-@torch.library.custom_op("dlgpu::avg_pool2d", mutates_args=())
+@dlgpu_op("avg_pool2d", mutates_args=())
 def _avg_pool2d(
     x: Tensor, kernel_size: list[int], stride: list[int], padding: list[int], count_include_pad: bool
 ) -> Tensor:
@@ -64,7 +64,7 @@ def _(x, kernel_size, stride, padding, count_include_pad):  # noqa: ANN001, ANN2
     return x.new_empty(_out_shape(x, kernel_size, stride, padding))
 
 
-@torch.library.custom_op("dlgpu::avg_pool2d_backward", mutates_args=())
+@dlgpu_op("avg_pool2d_backward", mutates_args=())
 def _avg_pool2d_backward(
     dy: Tensor, x_shape: list[int], kernel_size: list[int], stride: list[int], padding: list[int],
     count_include_pad: bool,

@@ -10,12 +10,12 @@ import torch
 from torch import Tensor
 
 from ..reference._validate import check_choice
-from ._common import check_same_dtype, check_tensor, run, zeros_if_none
+from ._common import check_same_dtype, check_tensor, dlgpu_op, run, zeros_if_none
 
 # --------------------------------------------------------------------------- RNN
 
 
-@torch.library.custom_op("dlgpu::rnn", mutates_args=())
+@dlgpu_op("rnn", mutates_args=())
 def _rnn(
     x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None, nonlinearity: str
 ) -> tuple[Tensor, Tensor]:
@@ -27,7 +27,7 @@ def _(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity):  # noqa: ANN001, ANN202
     return x.new_empty((x.shape[0], x.shape[1], w_hh.shape[1])), torch.empty_like(h0)
 
 
-@torch.library.custom_op("dlgpu::rnn_backward", mutates_args=())
+@dlgpu_op("rnn_backward", mutates_args=())
 def _rnn_backward(
     d_out: Tensor, d_hn: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, out: Tensor, nonlinearity: str
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -59,7 +59,7 @@ _rnn.register_autograd(_rnn_bwd, setup_context=_rnn_setup)
 # -------------------------------------------------------------------------- LSTM
 
 
-@torch.library.custom_op("dlgpu::lstm", mutates_args=())
+@dlgpu_op("lstm", mutates_args=())
 def _lstm(
     x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
     w_peep: Tensor | None, variant: str,
@@ -74,7 +74,7 @@ def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, variant):  # noqa: ANN001, ANN2
     return x.new_empty((t, b, h)), torch.empty_like(h0), torch.empty_like(c0), x.new_empty((t, b, (g + 1) * h))
 
 
-@torch.library.custom_op("dlgpu::lstm_backward", mutates_args=())
+@dlgpu_op("lstm_backward", mutates_args=())
 def _lstm_backward(
     d_out: Tensor, d_hn: Tensor, d_cn: Tensor, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
     out: Tensor, ws: Tensor, w_peep: Tensor | None, variant: str,
@@ -116,7 +116,7 @@ _lstm.register_autograd(_lstm_bwd, setup_context=_lstm_setup)
 # ---------------------------------------------------------------- GRU and MGU
 
 
-@torch.library.custom_op("dlgpu::gated", mutates_args=())
+@dlgpu_op("gated", mutates_args=())
 def _gated(
     cell: str, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
     variant: str,
@@ -134,7 +134,7 @@ def _(cell, x, h0, w_ih, w_hh, b_ih, b_hh, variant):  # noqa: ANN001, ANN202
     return x.new_empty((t, b, h)), torch.empty_like(h0), x.new_empty((t, b, _WS_BLOCKS[(cell, variant)] * h))
 
 
-@torch.library.custom_op("dlgpu::gated_backward", mutates_args=())
+@dlgpu_op("gated_backward", mutates_args=())
 def _gated_backward(
     cell: str, d_out: Tensor, d_hn: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, out: Tensor,
     ws: Tensor, variant: str,

@@ -9,10 +9,10 @@ import torch
 from torch import Tensor
 
 from ..reference._validate import check_nonnegative
-from ._common import check_tensor, run
+from ._common import check_tensor, dlgpu_op, run
 
 
-@torch.library.custom_op("dlgpu::penalty", mutates_args=())
+@dlgpu_op("penalty", mutates_args=())
 def _penalty(kind: str, weight: Tensor, lam: float) -> Tensor:
     return run(f"{kind}_penalty_forward", weight, lam)
 
@@ -22,7 +22,7 @@ def _(kind, weight, lam):  # noqa: ANN001, ANN202
     return weight.new_empty(())
 
 
-@torch.library.custom_op("dlgpu::penalty_backward", mutates_args=())
+@dlgpu_op("penalty_backward", mutates_args=())
 def _penalty_backward(kind: str, weight: Tensor, lam: float, grad_output: Tensor) -> Tensor:
     return run(f"{kind}_penalty_backward", weight, lam, grad_output)
 
@@ -57,7 +57,7 @@ def l2_penalty(weight: Tensor, lam: float) -> Tensor:
     return _penalty("l2", weight, check_nonnegative(lam, "lam"))
 
 
-@torch.library.custom_op("dlgpu::max_norm_", mutates_args=("weight",))
+@dlgpu_op("max_norm_", mutates_args=("weight",))
 def _max_norm_(weight: Tensor, max_norm: float) -> None:
     weight.copy_(run("max_norm_forward", weight.detach(), max_norm))
 

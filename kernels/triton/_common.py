@@ -27,6 +27,44 @@ FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 DOT_UPCAST = INTERPRET
 
 
+class _FakeLaunch:
+    """Stands in for an interpreted kernel while torch runs a wrapper on fake tensors (the fake
+    kernel of a ``triton_op``): outputs are allocated before the launch, so their shapes are all a
+    fake run needs. Anything else that traces (torch.compile's functionalisation, make_fx) would
+    need the launch in its graph, which the interpreter cannot give: that is an error, not garbage."""
+
+    def __init__(self, kernel: Any) -> None:
+        self.kernel = kernel
+
+    def __getitem__(self, grid: Any) -> Any:
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        from torch._subclasses.fake_tensor import FakeTensor
+
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        if tensors and all(isinstance(t, FakeTensor) for t in tensors):
+            return
+        raise RuntimeError(
+            "dlgpu: Triton kernels cannot be traced by torch.compile/export under TRITON_INTERPRET=1 "
+            "(the interpreter needs real CPU data); use the numba backend for CPU tensors"
+        )
+
+
+def wrap_triton(kernel: Any) -> Any:
+    """The launchable form of ``kernel``: the kernel itself when torch is not tracing (no per-launch
+    overhead), ``torch.library.wrap_triton(kernel)`` under a dispatch mode (torch.compile's
+    functionalisation, make_fx, fake tensors), so the launch lands in the traced graph. Named like
+    torch's helper so ``torch.library.triton_op``'s source scan finds the kernels it wraps."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    if _get_current_dispatch_mode() is None:
+        return kernel
+    if INTERPRET:
+        return _FakeLaunch(kernel)
+    return torch.library.wrap_triton(kernel)
+
+
 def cdiv(a: int, b: int) -> int:
     """ceil(a / b)."""
     return (a + b - 1) // b
@@ -148,7 +186,7 @@ def matmul_nt(
     def grid(meta: dict) -> tuple[int, int]:
         return cdiv(m, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"])
 
-    _matmul_nt_kernel[grid](
+    wrap_triton(_matmul_nt_kernel)[grid](
         a, b, bias if bias is not None else a, out,
         m, n, k,
         a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1),

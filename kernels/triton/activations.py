@@ -25,7 +25,7 @@ import triton
 import triton.language as tl
 
 from ...reference._validate import check_activation, check_float, check_same_shape
-from ._common import autotune_configs, cdiv, next_pow2, prepare
+from ._common import autotune_configs, cdiv, next_pow2, prepare, wrap_triton
 
 try:
     from numpy.lib.array_utils import normalize_axis_index  # numpy >= 2
@@ -293,7 +293,7 @@ def _unary(x, act: str, slope: float = 0.0) -> torch.Tensor:
     x = prepare(x, "x")
     y = torch.empty_like(x)
     if x.numel():
-        _act_fwd_kernel[_grid(x.numel())](x, y, x.numel(), float(slope), ACT=ACT_CODES[act])
+        wrap_triton(_act_fwd_kernel)[_grid(x.numel())](x, y, x.numel(), float(slope), ACT=ACT_CODES[act])
     return y
 
 
@@ -303,7 +303,7 @@ def _binary(dy, saved, saved_name: str, act: str, slope: float = 0.0) -> torch.T
     saved = prepare(saved, saved_name, dy.dtype, dy.device)
     dx = torch.empty_like(dy)
     if dy.numel():
-        _act_bwd_kernel[_grid(dy.numel())](dy, saved, dx, dy.numel(), float(slope), ACT=ACT_CODES[act])
+        wrap_triton(_act_bwd_kernel)[_grid(dy.numel())](dy, saved, dx, dy.numel(), float(slope), ACT=ACT_CODES[act])
     return dx
 
 
@@ -375,7 +375,7 @@ def _row_launch(kernel, tensors, shape: tuple[int, ...], axis: int, log: bool) -
     block_k = min(next_pow2(k), _ROW_BLOCK_MAX)
     block_r = max(1, min(next_pow2(rows), _ROW_TILE // block_k))
     grid = (cdiv(rows, block_r),)
-    kernel[grid](
+    wrap_triton(kernel)[grid](
         *tensors, rows, k, inner,
         LOG=log, ONE_PASS=k <= block_k, TRANS=inner > 1, BLOCK_R=block_r, BLOCK_K=block_k,
     )  # fmt: skip

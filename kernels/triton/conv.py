@@ -30,7 +30,7 @@ import triton.language as tl
 
 from ...reference._validate import check_activation, check_float, check_same_shape, check_shape, pair
 from ...reference.conv import _check, conv2d_output_shape
-from ._common import DOT_UPCAST, autotune_configs, cdiv, prepare, prepare_optional
+from ._common import DOT_UPCAST, autotune_configs, cdiv, prepare, prepare_optional, wrap_triton
 
 __all__ = ["conv2d_backward", "conv2d_forward", "conv2d_output_shape"]
 
@@ -403,7 +403,7 @@ def conv2d_forward(
     def grid(meta: dict) -> tuple[int, int, int]:
         return cdiv(m, meta["BLOCK_M"]), cdiv(og, meta["BLOCK_N"]), groups
 
-    _conv2d_fwd_kernel[grid](
+    wrap_triton(_conv2d_fwd_kernel)[grid](
         x, weight, bias if bias is not None else weight, y,
         m, og, cg * kh * kw,
         cg, x.shape[2], x.shape[3], oh, ow,
@@ -470,7 +470,7 @@ def conv2d_backward(
         out = _prepare_strided(out, "out", x.dtype, x.device)
         dz = torch.empty((n, o, oh, ow), dtype=x.dtype, device=x.device)
         block = 1024
-        _act_grad_kernel[(n * o, cdiv(oh * ow, block))](
+        wrap_triton(_act_grad_kernel)[(n * o, cdiv(oh * ow, block))](
             dy, out, dz, o, oh * ow, ow, *dy.stride(), *out.stride(), float(negative_slope),
             ACT=ACT_CODES[activation], BLOCK=block,
         )  # fmt: skip
@@ -483,7 +483,7 @@ def conv2d_backward(
         return cdiv(m, meta["BLOCK_M"]), cdiv(cg, meta["BLOCK_N"]), groups
 
     if m:  # not a zero-size input plane (its padding alone holding the window)
-        _conv2d_dgrad_kernel[dgrad_grid](
+        wrap_triton(_conv2d_dgrad_kernel)[dgrad_grid](
             dz, weight, dx,
             m, cg, og, h, w, oh, ow,
             kh, kw, sh, sw, ph, pw, dh, dw,
@@ -499,7 +499,7 @@ def conv2d_backward(
     def wgrad_grid(meta: dict) -> tuple[int, int, int]:
         return cdiv(og, meta["BLOCK_M"]), cdiv(kg, meta["BLOCK_N"]), groups * split
 
-    _conv2d_wgrad_kernel[wgrad_grid](
+    wrap_triton(_conv2d_wgrad_kernel)[wgrad_grid](
         dz, x, dw_part, db_part,
         o, og, kg, r, chunk,
         cg, h, w, oh, ow,
@@ -509,6 +509,6 @@ def conv2d_backward(
         UPCAST=DOT_UPCAST,
     )  # fmt: skip
     block = 256
-    _sum_rows_kernel[(cdiv(o * kg, block),)](dw_part, dweight, split, o * kg, BLOCK=block)
-    _sum_rows_kernel[(cdiv(o, block),)](db_part, dbias, split, o, BLOCK=block)
+    wrap_triton(_sum_rows_kernel)[(cdiv(o * kg, block),)](dw_part, dweight, split, o * kg, BLOCK=block)
+    wrap_triton(_sum_rows_kernel)[(cdiv(o, block),)](db_part, dbias, split, o, BLOCK=block)
     return dx, dweight, dbias

@@ -28,7 +28,7 @@ import triton
 import triton.language as tl
 
 from ...reference._validate import check_array, check_float, check_probability, check_same_shape
-from ._common import INTERPRET, autotune_configs, cdiv, prepare
+from ._common import INTERPRET, autotune_configs, cdiv, prepare, wrap_triton
 
 _MASK64 = (1 << 64) - 1
 
@@ -134,7 +134,7 @@ def dropout_mask(shape: Sequence[int], p: float, seed: int, device: torch.device
         raise ValueError("device must be a CUDA device for the triton backend (or set TRITON_INTERPRET=1)")
     out = torch.empty(tuple(int(s) for s in shape), dtype=torch.bool, device=device)
     if out.numel():
-        _dropout_mask_kernel[_grid(out.numel())](out.view(torch.uint8), out.numel(), p, seed)
+        wrap_triton(_dropout_mask_kernel)[_grid(out.numel())](out.view(torch.uint8), out.numel(), p, seed)
     return out
 
 
@@ -165,10 +165,10 @@ def _apply(x, name: str, p: float, mask, seed) -> torch.Tensor:
     if n == 0:
         return out
     if mask is None:
-        _dropout_kernel[_grid(n)](x, x, out, n, p, seed, keep_scale, drop_scale, HAS_MASK=False)
+        wrap_triton(_dropout_kernel)[_grid(n)](x, x, out, n, p, seed, keep_scale, drop_scale, HAS_MASK=False)
     else:
         m = mask.contiguous().view(torch.uint8)
-        _dropout_kernel[_grid(n)](x, m, out, n, p, 0, keep_scale, drop_scale, HAS_MASK=True)
+        wrap_triton(_dropout_kernel)[_grid(n)](x, m, out, n, p, 0, keep_scale, drop_scale, HAS_MASK=True)
     return out
 
 

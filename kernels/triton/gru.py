@@ -42,7 +42,7 @@ import triton.language as tl
 
 from ...reference import gru as _ref
 from ...reference._validate import check_choice
-from ._common import DOT_UPCAST, INTERPRET, autotune_configs, cdiv, matmul_nt, prepare, prepare_optional
+from ._common import DOT_UPCAST, INTERPRET, autotune_configs, cdiv, matmul_nt, prepare, prepare_optional, wrap_triton
 
 VARIANTS = _ref.VARIANTS
 GATES = _ref.GATES
@@ -412,9 +412,10 @@ def colsum(a: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     part = torch.empty((slabs, n), dtype=torch.float32, device=a.device)
     out = torch.empty((n,), dtype=dtype, device=a.device)
     cols = cdiv(n, _SUM_BLOCK_N)
-    _colsum_kernel[(cols, slabs)](a, part, m, n, a.stride(0), _SUM_ROWS, BLOCK_M=_SUM_BLOCK_M, BLOCK_N=_SUM_BLOCK_N)
+    colsum = wrap_triton(_colsum_kernel)
+    colsum[(cols, slabs)](a, part, m, n, a.stride(0), _SUM_ROWS, BLOCK_M=_SUM_BLOCK_M, BLOCK_N=_SUM_BLOCK_N)
     rows = cdiv(slabs, _SUM_BLOCK_M) * _SUM_BLOCK_M
-    _colsum_kernel[(cols, 1)](part, out, slabs, n, n, rows, BLOCK_M=_SUM_BLOCK_M, BLOCK_N=_SUM_BLOCK_N)
+    colsum[(cols, 1)](part, out, slabs, n, n, rows, BLOCK_M=_SUM_BLOCK_M, BLOCK_N=_SUM_BLOCK_N)
     return out
 
 
@@ -477,7 +478,9 @@ def _backward_setup(d_h_n, h0, output):
 def _dh0(carry, d0, w_hh, ng, shift, dtype):
     b, h = carry.shape
     dh0 = torch.empty((b, h), dtype=dtype, device=carry.device)
-    _dh0_kernel[_step_grid(b, h)](carry, d0, w_hh, dh0, b, h, d0.stride(0), NG=ng, SHIFT=shift, UPCAST=DOT_UPCAST)
+    wrap_triton(_dh0_kernel)[_step_grid(b, h)](
+        carry, d0, w_hh, dh0, b, h, d0.stride(0), NG=ng, SHIFT=shift, UPCAST=DOT_UPCAST
+    )
     return dh0
 
 
@@ -495,7 +498,7 @@ def _cudnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh):
     grid = _step_grid(b, h)
     for t in range(t_len):
         h_prev = h0 if t == 0 else out[t - 1]
-        _gru_fwd_kernel[grid](xp[t], h_prev, w_hh, w_hh if b_hh is None else b_hh, out[t], ws[t], b, h,
+        wrap_triton(_gru_fwd_kernel)[grid](xp[t], h_prev, w_hh, w_hh if b_hh is None else b_hh, out[t], ws[t], b, h,
                               HAS_BHH=b_hh is not None, UPCAST=DOT_UPCAST)  # fmt: skip
     return out, out[-1].clone(), ws
 
@@ -509,7 +512,7 @@ def _cudnn_backward(d_out, d_h_n, x, h0, w_ih, w_hh, output, ws):
     for t in reversed(range(t_len)):
         c_in, c_out = carry[(t_len - 1 - t) % 2], carry[(t_len - t) % 2]
         has_next = t < t_len - 1
-        _gru_bwd_kernel[grid](
+        wrap_triton(_gru_bwd_kernel)[grid](
             c_in if d_out is None else d_out[t], c_in, dgate[t + 1] if has_next else dgate[t],
             w_hh, ws[t], hprev[t], dgate[t], c_out, b, h,
             HAS_DOUT=d_out is not None, HAS_NEXT=has_next, UPCAST=DOT_UPCAST,
@@ -542,8 +545,10 @@ def reset_forward(x, h0, w_ih, w_hh, b_ih, b_hh, update_gate):
     for t in range(t_len):
         h_prev = h0 if t == 0 else out[t - 1]
         for phase in (0,) if fused else (1, 2):
-            _reset_fwd_kernel[grid](xp[t], h_prev, w_hh, bias, ws[t], qh, out[t], b, h, NG=ng, U=update_gate,
-                                    PHASE=phase, HAS_BHH=b_hh is not None, UPCAST=DOT_UPCAST)  # fmt: skip
+            wrap_triton(_reset_fwd_kernel)[grid](
+                xp[t], h_prev, w_hh, bias, ws[t], qh, out[t], b, h,
+                NG=ng, U=update_gate, PHASE=phase, HAS_BHH=b_hh is not None, UPCAST=DOT_UPCAST,
+            )  # fmt: skip
     return out, out[-1].clone(), ws
 
 
@@ -564,7 +569,7 @@ def reset_backward(d_out, d_h_n, x, h0, w_ih, w_hh, output, ws, update_gate):
         c_in, c_out = carry[(t_len - 1 - t) % 2], carry[(t_len - t) % 2]
         has_next = t < t_len - 1
         for phase in (0,) if fused else (1, 2):
-            _reset_bwd_kernel[grid](
+            wrap_triton(_reset_bwd_kernel)[grid](
                 c_in if d_out is None else d_out[t], c_in, dpre[t + 1] if has_next else dpre[t], w_hh, ws[t],
                 hprev[t], dpre[t], dpart, mid, c_out, qh[t], b, h, NG=ng, U=update_gate, PHASE=phase,
                 HAS_DOUT=d_out is not None, HAS_NEXT=has_next, UPCAST=DOT_UPCAST,

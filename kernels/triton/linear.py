@@ -21,7 +21,7 @@ import triton.language as tl
 
 from ...reference._validate import check_activation, check_same_shape, check_shape
 from ...reference.linear import _check
-from ._common import DOT_UPCAST, autotune_configs, cdiv, matmul_nt, prepare, prepare_optional
+from ._common import DOT_UPCAST, autotune_configs, cdiv, matmul_nt, prepare, prepare_optional, wrap_triton
 from .activations import ACT_CODES, _act, _act_grad
 
 # ------------------------------------------------------------------------ forward GEMM
@@ -181,7 +181,7 @@ def linear_forward(
         return (cdiv(n, meta["BLOCK_M"]) * cdiv(o, meta["BLOCK_N"]),)
 
     kernel = _linear_fwd_fp32 if x.dtype == torch.float32 else _linear_fwd_tc
-    kernel[grid](
+    wrap_triton(kernel)[grid](
         x2, weight, bias if bias is not None else x2, y2,
         n, o, i,
         x2.stride(0), x2.stride(1), weight.stride(0), weight.stride(1), y2.stride(0), y2.stride(1),
@@ -240,7 +240,9 @@ def linear_backward(
         def grid(meta: dict) -> tuple[int, int]:
             return cdiv(o, meta["BLOCK_N"]), splits
 
-        _linear_bwd_dz_kernel[grid](dy2, out2, dz2, part, n, o, rows_per_split, float(negative_slope), ACT=act)
+        wrap_triton(_linear_bwd_dz_kernel)[grid](
+            dy2, out2, dz2, part, n, o, rows_per_split, float(negative_slope), ACT=act
+        )
         db = part.sum(dim=0).to(x.dtype)  # fixed order over the splits: deterministic
     dx = matmul_nt(dz2, weight.t()).view(x.shape)  # [N, O] @ [O, I]
     dw = matmul_nt(dz2.t(), x2.t())  # [O, N] @ [N, I]

@@ -31,7 +31,7 @@ import triton.language as tl
 
 from ...reference._validate import check_float, check_shape, pair
 from ...reference.locally_connected import _check, locally_connected2d_output_shape
-from ._common import DOT_UPCAST, autotune_configs, cdiv, prepare, prepare_optional
+from ._common import DOT_UPCAST, autotune_configs, cdiv, prepare, prepare_optional, wrap_triton
 from .conv import _prepare_strided
 
 __all__ = ["locally_connected2d_backward", "locally_connected2d_forward", "locally_connected2d_output_shape"]
@@ -252,7 +252,7 @@ def locally_connected2d_forward(
     def grid(meta: dict) -> tuple[int, int, int]:
         return oh * ow, cdiv(o, meta["BLOCK_O"]), cdiv(n, meta["BLOCK_N"])
 
-    _lc_fwd_kernel[grid](
+    wrap_triton(_lc_fwd_kernel)[grid](
         x, weight, bias if bias is not None else weight, y,
         n, o, c * kh * kw,
         x.shape[2], x.shape[3], ow, oh * ow,
@@ -296,7 +296,7 @@ def locally_connected2d_backward(
     def wgrad_grid(meta: dict) -> tuple[int, int, int]:
         return oh * ow, cdiv(o, meta["BLOCK_O"]), cdiv(c * kh * kw, meta["BLOCK_Q"])
 
-    _lc_wgrad_kernel[wgrad_grid](
+    wrap_triton(_lc_wgrad_kernel)[wgrad_grid](
         dy, x, dweight, dbias,
         n, o, c * kh * kw,
         h, w, ow, oh * ow,
@@ -310,7 +310,7 @@ def locally_connected2d_backward(
 
     if h * w == 0:  # a zero-size input plane (its padding alone holds the window)
         return dx, dweight, dbias
-    _lc_dgrad_kernel[dgrad_grid](
+    wrap_triton(_lc_dgrad_kernel)[dgrad_grid](
         dy, weight, dx,
         n, c, o, h, w, oh, ow,
         kh, kw, sh, sw, ph, pw,

@@ -31,10 +31,11 @@ import numpy as np
 import torch
 import triton
 import triton.language as tl
+from torch._subclasses.fake_tensor import is_fake
 
 from ...reference._validate import check_array, check_float, check_positive, check_reduction
 from ...reference.losses import _check_classes, _check_elementwise, _check_signs, _check_unit_interval
-from ._common import autotune_configs, cdiv, next_pow2, prepare
+from ._common import autotune_configs, cdiv, next_pow2, prepare, wrap_triton
 
 # ------------------------------------------------------------------------ stand-ins
 # The reference's checks read .shape, .ndim and .dtype (numpy dtypes), min() and max();
@@ -57,12 +58,14 @@ class _Labels(_Spec):
     def __init__(self, t: torch.Tensor) -> None:
         super().__init__(t)
         try:
-            self.dtype = torch.empty(0, dtype=t.dtype).numpy().dtype
+            self.dtype = np.dtype(str(t.dtype).removeprefix("torch."))
         except TypeError:  # bfloat16 and other types without a numpy twin: the check names torch's
             pass
         self._t, self._range = t, None
 
     def _minmax(self) -> tuple[int, int]:
+        if self._range is None and is_fake(self._t):
+            self._range = (0, 0)  # traced: no data to check here; the kernel NaNs a bad label
         if self._range is None:  # one reduction and one host sync for both bounds
             lo, hi = torch.aminmax(self._t)
             self._range = (int(lo.item()), int(hi.item()))
@@ -213,7 +216,9 @@ def _cross_entropy_fwd_kernel(
 ):  # fmt: skip
     rows, rmask, cols = _row_tile(N, BLOCK_N, BLOCK_K)
     t = tl.load(t_ptr + rows, mask=rmask, other=0).to(tl.int64)
-    yt = tl.load(y_ptr + rows * K + t, mask=rmask, other=0.0).to(tl.float32)
+    # labels are range-checked on the host before launch; a traced graph (torch.compile) skips
+    # that check, so a label outside [0, K) reads nothing and makes its row's loss NaN
+    yt = tl.load(y_ptr + rows * K + t, mask=rmask & (t >= 0) & (t < K), other=float("nan")).to(tl.float32)
     base = y_ptr + rows[:, None] * K
     if ONE_CHUNK:
         msk = rmask[:, None] & (cols < K)[None, :]
@@ -260,7 +265,9 @@ def _multiclass_hinge_fwd_kernel(
 ):  # fmt: skip
     rows, rmask, cols = _row_tile(N, BLOCK_N, BLOCK_K)
     t = tl.load(t_ptr + rows, mask=rmask, other=0).to(tl.int64)
-    yt = tl.load(y_ptr + rows * K + t, mask=rmask, other=0.0).to(tl.float32)
+    # labels are range-checked on the host before launch; a traced graph (torch.compile) skips
+    # that check, so a label outside [0, K) reads nothing and makes its row's loss NaN
+    yt = tl.load(y_ptr + rows * K + t, mask=rmask & (t >= 0) & (t < K), other=float("nan")).to(tl.float32)
     loss = tl.zeros((BLOCK_N,), tl.float32)
     g_sum = tl.zeros((BLOCK_N,), tl.float32)  # what y_t loses: it enters every term with sign -1
     for k0 in range(0, K, BLOCK_K):  # one iteration when K <= BLOCK_K
@@ -357,7 +364,7 @@ def loss_backward(grad_output: Any, grad_input: torch.Tensor, reduction: str) ->
     n = gin.numel()
     if n:
         k = gin.shape[-1] if mode == 2 else 1
-        _loss_bwd_kernel[lambda meta: (cdiv(n, meta["BLOCK"]),)](gin, g, out, n, k, MODE=mode)
+        wrap_triton(_loss_bwd_kernel)[lambda meta: (cdiv(n, meta["BLOCK"]),)](gin, g, out, n, k, MODE=mode)
     return out
 
 
@@ -390,11 +397,12 @@ def _elementwise(which: tl.constexpr, input: Any, target: Any, reduction: str, d
     out = torch.empty_like(y) if none else torch.empty(programs, dtype=torch.float32, device=y.device)
     check = loss in _CHECKED
     bad = torch.zeros(1, dtype=torch.int32, device=y.device) if check else out
-    _elementwise_loss_fwd_kernel[(programs,)](
+    wrap_triton(_elementwise_loss_fwd_kernel)[(programs,)](
         y, t, out, grad, out, bad, n, 1.0 / n if reduction == "mean" else 1.0, delta, delta * delta,
         LOSS=loss, WRITE_LOSS=none, CHECK=check, BLOCK=block, num_warps=_EW_WARPS,
     )  # fmt: skip
-    if check and bad.item():  # one host sync; the reference's check raises its own message
+    # one host sync; the reference's check raises its own message (a traced graph has no data to check)
+    if check and not is_fake(bad) and bad.item():
         _raise_invalid_values(loss, y, target)  # target as given: checked before its cast
         raise ValueError(f"{int(bad.item())} invalid target (or input) values")  # unreachable: same predicates
     if none:
@@ -417,7 +425,7 @@ def _classes(kernel: Any, input: Any, target: Any, reduction: str, **flags: Any)
     if kernel is _cross_entropy_fwd_kernel:
         flags["ONE_CHUNK"] = k <= block_k
     warps = 4 if block_n * block_k <= 2048 else 8
-    kernel[(cdiv(n, block_n),)](y, t, rows, grad, n, k, scale, BLOCK_N=block_n, BLOCK_K=block_k,
+    wrap_triton(kernel)[(cdiv(n, block_n),)](y, t, rows, grad, n, k, scale, BLOCK_N=block_n, BLOCK_K=block_k,
                                 num_warps=warps, **flags)  # fmt: skip
     if reduction == "none":
         return rows, grad

@@ -34,7 +34,7 @@ import triton
 import triton.language as tl
 
 from ...reference import lstm as _ref
-from ._common import DOT_UPCAST, autotune_configs, cdiv, matmul_nt, prepare, prepare_optional
+from ._common import DOT_UPCAST, autotune_configs, cdiv, matmul_nt, prepare, prepare_optional, wrap_triton
 from .rnn import (
     SEQ_BLOCK_B,
     SEQ_CONFIGS,
@@ -356,7 +356,7 @@ def lstm_forward(
     c_state = torch.empty((2, B, H), dtype=torch.float32, device=dev)  # c_t in row (t+1) % 2
     no_forget, peephole = variant == "no_forget", variant == "peephole"
     if H <= SEQUENCE_MAX_H.get(dt, 0):
-        _lstm_fwd_seq_kernel[(cdiv(B, SEQ_BLOCK_B),)](
+        wrap_triton(_lstm_fwd_seq_kernel)[(cdiv(B, SEQ_BLOCK_B),)](
             xp, h0 if h0 is not None else xp, c0 if c0 is not None else xp, w_hh, peep if peep is not None else xp,
             output, c_state, workspace,
             T, B, H, w_hh.stride(0),
@@ -369,7 +369,7 @@ def lstm_forward(
     for t in range(T):
         h_prev = h0 if t == 0 else output[t - 1]
         c_prev = c0 if t == 0 else c_state[t % 2]
-        _lstm_fwd_kernel[grid](
+        wrap_triton(_lstm_fwd_kernel)[grid](
             xp[t], h_prev if h_prev is not None else xp[t], c_prev if c_prev is not None else xp[t], w_hh,
             peep if peep is not None else xp[t],
             output[t], c_state[(t + 1) % 2], workspace[t],
@@ -428,7 +428,7 @@ def lstm_backward(
         recur = t < T - 1
         dc_in = d_c_n if not recur else dc_state[(t + 1) % 2]
         c_prev = c0 if t == 0 else workspace[t - 1, :, G * H :]
-        _lstm_bwd_kernel[grid](
+        wrap_triton(_lstm_bwd_kernel)[grid](
             dz[t + 1] if recur else dz[t], w_hh,
             d_h_n if d_h_n is not None else dz[t], d_output[t] if d_output is not None else dz[t],
             dc_in if dc_in is not None else dz[t], workspace[t], c_prev if c_prev is not None else dz[t],

@@ -23,7 +23,7 @@ import triton.language as tl
 
 from ...reference._validate import check_choice, check_float, check_nonnegative, check_positive
 from ...reference.regularizers import CLIP_EPS, NORM_TYPES
-from ._common import autotune_configs, cdiv, next_pow2, prepare
+from ._common import autotune_configs, cdiv, next_pow2, prepare, wrap_triton
 
 # Reduction modes (constexpr).
 SUM_ABS = tl.constexpr(0)
@@ -141,13 +141,13 @@ def _reduce(x: torch.Tensor, mode: int, part: torch.Tensor) -> None:
     n, progs = x.numel(), part.numel()
     if progs:
         iters = cdiv(cdiv(n, _RED_BLOCK), progs)
-        _reduce_partial_kernel[(progs,)](x, part, n, iters, MODE=mode, BLOCK=_RED_BLOCK, num_warps=8)
+        wrap_triton(_reduce_partial_kernel)[(progs,)](x, part, n, iters, MODE=mode, BLOCK=_RED_BLOCK, num_warps=8)
 
 
 def _finish(part, out, scale, coef: float, mode: int, sqrt: bool, max_norm: float = 1.0) -> None:
     """Fold the partials into ``out`` (and clip_grad_norm's ``scale``)."""
     eps = torch.tensor(CLIP_EPS, dtype=out.dtype).item()
-    _reduce_finish_kernel[(1,)](
+    wrap_triton(_reduce_finish_kernel)[(1,)](
         part, out, scale if scale is not None else part, part.numel(), coef, max_norm, eps,
         MODE=mode, SQRT=sqrt, CLIP=scale is not None, BLOCK_P=_FINISH_BLOCK, num_warps=4,
     )  # fmt: skip
@@ -222,7 +222,7 @@ def _ew(x: torch.Tensor, op, coef: float = 1.0, c: float = 0.0, coef_ptr: torch.
     y = torch.empty_like(x)
     n = x.numel()
     if n:
-        _elementwise_kernel[lambda meta: (cdiv(n, meta["BLOCK"]),)](
+        wrap_triton(_elementwise_kernel)[lambda meta: (cdiv(n, meta["BLOCK"]),)](
             x, y, coef_ptr if coef_ptr is not None else x, n, coef, c,
             OP=op, COEF_FROM_PTR=coef_ptr is not None,
         )  # fmt: skip
@@ -303,7 +303,8 @@ def max_norm_forward(weight: torch.Tensor, max_norm: float) -> torch.Tensor:
     out = torch.empty_like(w)
     o, f = w.shape[0], w[0].numel() if w.shape[0] else 0
     if o and f:
-        _max_norm_kernel[(o,)](w, out, f, _cast(c, w.dtype), BLOCK=min(_ROW_BLOCK, next_pow2(f)), num_warps=4)
+        block = min(_ROW_BLOCK, next_pow2(f))
+        wrap_triton(_max_norm_kernel)[(o,)](w, out, f, _cast(c, w.dtype), BLOCK=block, num_warps=4)
     return out
 
 

@@ -31,7 +31,7 @@ import triton.language as tl
 from ...reference import rnn as _ref
 from ...reference._validate import check_choice, check_float, check_ndim
 from . import linear as _linear
-from ._common import DOT_UPCAST, autotune_configs, cdiv, matmul_nt, next_pow2, prepare, prepare_optional
+from ._common import DOT_UPCAST, autotune_configs, cdiv, matmul_nt, next_pow2, prepare, prepare_optional, wrap_triton
 
 NONLINEARITIES = _ref.NONLINEARITIES
 
@@ -135,7 +135,7 @@ def colsum(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     r, n = x.shape
     out = torch.empty((n,), dtype=dtype, device=x.device)
     if n:
-        _colsum_kernel[(cdiv(n, 64),)](x, out, r, n, x.stride(0), x.stride(1), BLOCK_R=32, BLOCK_N=64)
+        wrap_triton(_colsum_kernel)[(cdiv(n, 64),)](x, out, r, n, x.stride(0), x.stride(1), BLOCK_R=32, BLOCK_N=64)
     return out
 
 
@@ -358,7 +358,7 @@ def rnn_forward(
     output = torch.empty((T, B, H), dtype=dt, device=dev)
     relu = nonlinearity == "relu"
     if H <= SEQUENCE_MAX_H.get(dt, 0):
-        _rnn_fwd_seq_kernel[(cdiv(B, SEQ_BLOCK_B),)](
+        wrap_triton(_rnn_fwd_seq_kernel)[(cdiv(B, SEQ_BLOCK_B),)](
             xp, h0 if h0 is not None else xp, w_hh, output, T, B, H, w_hh.stride(0),
             RELU=relu, HAS_H0=h0 is not None, UPCAST=DOT_UPCAST, BLOCK_B=SEQ_BLOCK_B,
         )  # fmt: skip
@@ -367,7 +367,7 @@ def rnn_forward(
     grid = step_grid(B, H, bb)
     for t in range(T):
         h_prev = h0 if t == 0 else output[t - 1]
-        _rnn_fwd_kernel[grid](
+        wrap_triton(_rnn_fwd_kernel)[grid](
             xp[t], h_prev if h_prev is not None else xp[t], w_hh, output[t],
             B, H,
             xp.stride(1), H, output.stride(1), w_hh.stride(0),
@@ -410,7 +410,7 @@ def rnn_backward(
     grid = step_grid(B, H, bb)
     for t in range(T - 1, -1, -1):
         recur = t < T - 1
-        _rnn_bwd_kernel[grid](
+        wrap_triton(_rnn_bwd_kernel)[grid](
             dz[t + 1] if recur else dz[t], w_hh,
             d_h_n if d_h_n is not None else dz[t], d_output[t] if d_output is not None else dz[t],
             output[t], dz[t], part[t],
