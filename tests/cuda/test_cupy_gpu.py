@@ -1,0 +1,167 @@
+"""Every op of the non-recurrent CUDA C families through ``dlgpu.ops.call(..., backend="cupy")``
+against the float64 reference, on torch CUDA tensors (float32, float16, bfloat16) and on cupy
+arrays (float32, float16), at the odd "quick" shapes and a few larger, targeted ones. Needs a CUDA
+device and cupy (the conftest skips ``gpu`` tests without a device)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dlgpu import ops
+from dlgpu.reference import activations as ref_act
+from dlgpu.reference import losses as ref_losses
+from dlgpu.reference import pooling as ref_pool
+from dlgpu.testing.cases import _conv_case, _linear_case, all_cases, run_case, torch_inputs
+from dlgpu.testing.harness import assert_close
+
+pytestmark = pytest.mark.gpu
+
+FAMILIES = ("activations", "linear", "conv", "locally_connected", "pooling", "dropout", "losses", "regularizers")
+CASES = {c.name: c for c in all_cases(seed=5, size="quick") if ops.OPS[c.forward] in FAMILIES}
+
+
+@pytest.fixture(scope="module")
+def cupy():
+    return pytest.importorskip("cupy")
+
+
+def _call(op, *args, **kwargs):
+    return ops.call(op, *args, backend="cupy", **kwargs)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_torch_cuda_tensors_match_reference(cupy, name, dtype):
+    res = run_case(CASES[name], "cupy", dtype, seed=5, convert=torch_inputs(dtype, "cuda"))
+    assert not res.error, res.error
+    assert res.reports and res.ok, "\n".join(str(r) for r in res.reports if not r.ok)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_cupy_arrays_match_reference(cupy, name, dtype):
+    def convert(a):
+        return cupy.asarray(a.astype(dtype) if a.dtype.kind == "f" else a)
+
+    res = run_case(CASES[name], "cupy", dtype, seed=5, convert=convert)
+    assert not res.error, res.error
+    assert res.reports and res.ok, "\n".join(str(r) for r in res.reports if not r.ok)
+
+
+def _t(a, dtype="float32"):
+    return torch.from_numpy(np.ascontiguousarray(a)).to("cuda", getattr(torch, dtype))
+
+
+def _host(x):
+    return x.detach().double().cpu().numpy()
+
+
+# ------------------------------------------------------------------ targeted shapes and modes
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_softmax_column_and_block_modes(cupy, gen, dtype):
+    for shape, axis in (((6, 37, 5), 1), ((9, 4), 0), ((3, 3001), -1), ((2, 9000), 1)):
+        x = gen.standard_normal(shape) * 3
+        xr = _host(_t(x, dtype))  # the inputs the kernel sees
+        for fwd, bwd in (("softmax_forward", "softmax_backward"), ("log_softmax_forward", "log_softmax_backward")):
+            y = _call(fwd, _t(x, dtype), axis=axis)
+            assert_close(y, getattr(ref_act, fwd)(xr, axis=axis), op="softmax", dtype=dtype)
+            dy = gen.standard_normal(shape)
+            yr = getattr(ref_act, fwd)(xr, axis=axis)
+            dx = _call(bwd, _t(dy, dtype), _t(yr, dtype), axis=axis)
+            want = getattr(ref_act, bwd)(_host(_t(dy, dtype)), _host(_t(yr, dtype)), axis=axis)
+            assert_close(dx, want, op="softmax", dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_large_class_counts_and_int32_labels(cupy, gen, dtype):
+    n, k = 37, 5003  # one block per row
+    y = gen.standard_normal((n, k)) * 4
+    t = gen.integers(0, k, n).astype(np.int32)
+    for op in ("cross_entropy_forward", "multiclass_hinge_loss_forward"):
+        for red in ("mean", "none"):
+            loss, grad = _call(op, _t(y, dtype), torch.from_numpy(t).cuda(), red)
+            rl, rg = getattr(ref_losses, op)(_host(_t(y, dtype)), t, red)
+            assert_close(loss, rl, op="cross_entropy", dtype=dtype)
+            assert_close(grad, rg, op="cross_entropy", dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_conv_and_linear_with_split_k_and_groups(cupy, gen, dtype):
+    for c in (
+        _conv_case(gen, 9, 12, 23, 19, 15, 3, 2, 2, 2, 3, "sigmoid"),  # groups 3, dilation 2, stride 2
+        _conv_case(gen, 3, 5, 40, 37, 7, 5, 1, 2, 1, 1, "leaky_relu"),  # P = 4440: several K splits
+        _linear_case(gen, 3001, 67, 33, "relu"),  # N = 3001 rows: split-K weight gradient
+    ):
+        res = run_case(c, "cupy", dtype, seed=9, convert=torch_inputs(dtype, "cuda"))
+        assert res.ok, res.error or str(res.worst)
+
+
+def test_max_pool_ties_and_nan_follow_the_reference(cupy):
+    x = np.zeros((1, 2, 5, 6))
+    x[0, 0, 1, 1] = x[0, 0, 1, 2] = 3.0  # a tie: the first in scan order wins
+    x[0, 1, 2, 2] = np.nan
+    x[0, 1, 2, 3] = np.nan  # several NaNs: the last is reported
+    y, idx = _call("max_pool2d_forward", _t(x), 3, 2, 1)
+    ry, ridx = ref_pool.max_pool2d_forward(x, 3, 2, 1)
+    np.testing.assert_array_equal(idx.cpu().numpy(), ridx)
+    np.testing.assert_array_equal(_host(y), ry)  # NaN compare equal in assert_array_equal
+
+
+def test_dropout_seed_is_reproducible_and_keeps_1_minus_p(cupy, gen):
+    x = _t(gen.standard_normal((517, 333)) + 5)  # no zeros: y == 0 exactly where dropped
+    p = 0.3
+    y1 = _call("dropout_forward", x, p, seed=1234)
+    y2 = _call("dropout_forward", x, p, seed=1234)
+    assert torch.equal(y1, y2)
+    keep = y1 != 0
+    frac = keep.double().mean().item()
+    sigma = (p * (1 - p) / x.numel()) ** 0.5
+    assert abs(frac - (1 - p)) < 6 * sigma
+    torch.testing.assert_close(y1[keep], x[keep] / (1 - p))
+    dy = _t(gen.standard_normal((517, 333)))
+    dx = _call("dropout_backward", dy, p, seed=1234)
+    torch.testing.assert_close(dx, torch.where(keep, dy / (1 - p), torch.zeros_like(dy)))
+    from dlgpu.kernels.cuda.dropout import dropout_mask, dropout_mask_host
+
+    assert torch.equal(dropout_mask(tuple(x.shape), p, 1234, like=x), keep)
+    np.testing.assert_array_equal(keep.cpu().numpy(), dropout_mask_host(tuple(x.shape), p, 1234))
+    assert not torch.equal(_call("dropout_forward", x, p, seed=1235), y1)
+    mask_cp = dropout_mask(tuple(x.shape), p, 1234)  # a cupy array by default
+    np.testing.assert_array_equal(cupy.asnumpy(mask_cp), keep.cpu().numpy())
+
+
+def test_reductions_are_bitwise_reproducible(cupy, gen):
+    y = _t(gen.standard_normal((3001, 129)))
+    t = torch.from_numpy(gen.integers(0, 129, 3001)).cuda()
+    a = _call("cross_entropy_forward", y, t)[0]
+    b = _call("cross_entropy_forward", y, t)[0]
+    assert torch.equal(a, b)
+    w = _t(gen.standard_normal((1000, 999)))
+    assert torch.equal(_call("l2_penalty_forward", w, 0.1), _call("l2_penalty_forward", w, 0.1))
+
+
+def test_runs_on_torchs_current_stream(cupy, gen):
+    x = gen.standard_normal((4096, 513))
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        xt = _t(x)
+        y = _call("tanh_forward", xt)
+        z = _call("tanh_backward", y, y)  # ordered after the forward on the same stream
+    s.synchronize()
+    assert_close(y, np.tanh(x), op="tanh", dtype="float32")
+    assert_close(z, np.tanh(x) * (1 - np.tanh(x) ** 2), op="tanh", dtype="float32")
+
+
+def test_device_errors(cupy):
+    with pytest.raises(ValueError, match="target must contain only -1 and \\+1"):
+        _call("hinge_loss_forward", _t(np.ones(5)), _t(np.array([1, -1, 0.5, 1, 1.0])))
+    with pytest.raises(ValueError, match=r"target class indices must be in \[0, 4\)"):
+        _call("cross_entropy_forward", _t(np.ones((2, 4))), torch.tensor([1, 9], device="cuda"))
+    with pytest.raises(TypeError, match="x must be one of float32, float16, bfloat16"):
+        _call("relu_forward", cupy.ones(3, dtype=cupy.float64))
+    out = _call("relu_forward", cupy.asarray(np.array([-1.0, 2.0], np.float32)))
+    assert isinstance(out, cupy.ndarray) and out.tolist() == [0.0, 2.0]
