@@ -197,8 +197,9 @@ def expand_includes(path: Path, seen: set[Path] | None = None) -> str:
 class Module:
     """One family's ``.cu`` source and the template instantiations its loader launches."""
 
-    def __init__(self, family: str, name_expressions: Sequence[str]) -> None:
+    def __init__(self, family: str, name_expressions: Sequence[str], cooperative: bool = False) -> None:
         self.family = family
+        self.cooperative = cooperative  # launched with cuLaunchCooperativeKernel (grid-wide barriers)
         self.path = KERNEL_DIR / f"{family}.cu"
         self.name_expressions = tuple(name_expressions)
         if len(set(self.name_expressions)) != len(self.name_expressions):
@@ -218,9 +219,15 @@ class Module:
             import cupy
 
             with cupy.cuda.Device(device):
-                mod = cupy.RawModule(code=self.source, options=nvrtc_options(), name_expressions=self.name_expressions)
+                mod = cupy.RawModule(
+                    code=self.source, options=nvrtc_options(), name_expressions=self.name_expressions,
+                    enable_cooperative_groups=self.cooperative,
+                )  # fmt: skip
             self._modules[device] = mod
-        return mod.get_function(name)
+        import cupy
+
+        with cupy.cuda.Device(device):  # the function is loaded on the current device
+            return mod.get_function(name)
 
     def check_name(self, name: str) -> None:
         """RuntimeError for a template the loader did not declare (a loader bug, not bad input)."""

@@ -40,14 +40,14 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from ...reference import rnn as _ref
 from ...reference._validate import check_choice
-from ._common import NVRTC_OPTIONS, Call, Module, cdiv, ctype, dtype_name, f32, i32, i64, ptr
+from ._common import Call, Module, cdiv, ctype, dtype_name, f32, i32, i64, ptr
 
 NONLINEARITIES = _ref.NONLINEARITIES
 
@@ -172,17 +172,8 @@ def device_limits(device: int) -> DeviceLimits:
 class CoopModule(Module):
     """A Module whose kernels CuPy launches cooperatively (cuLaunchCooperativeKernel): the persistent ones."""
 
-    def kernel(self, name: str, device: int) -> Any:
-        self.check_name(name)
-        mod = self._modules.get(device)
-        if mod is None:
-            import cupy
-
-            with cupy.cuda.Device(device):
-                mod = cupy.RawModule(code=self.source, options=NVRTC_OPTIONS, name_expressions=self.name_expressions,
-                                     enable_cooperative_groups=True)  # fmt: skip
-            self._modules[device] = mod
-        return mod.get_function(name)
+    def __init__(self, family: str, name_expressions: Sequence[str]) -> None:
+        super().__init__(family, name_expressions, cooperative=True)
 
 
 def choose_persistent(
