@@ -20,6 +20,7 @@ import contextlib
 import contextvars
 import importlib
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -341,13 +342,27 @@ def _to_torch(a: Any) -> Any:
     return a
 
 
+def _range(op: str, backend: str) -> contextlib.AbstractContextManager:
+    """A ``dlgpu::<op>[<backend>]`` range while torch's profiler runs (and an NVTX range on CUDA
+    when DLGPU_NVTX=1, for Nsight); nothing otherwise, and never inside a traced graph."""
+    torch = sys.modules.get("torch")
+    if torch is None or torch.compiler.is_compiling():
+        return contextlib.nullcontext()
+    if torch.autograd._profiler_enabled():
+        return torch.profiler.record_function(f"dlgpu::{op}[{backend}]")
+    if os.environ.get("DLGPU_NVTX", "0") not in ("", "0") and torch.cuda.is_available():
+        return torch.cuda.nvtx.range(f"dlgpu::{op}[{backend}]")
+    return contextlib.nullcontext()
+
+
 def call(op: str, *args: Any, backend: str | None = None, **kwargs: Any) -> Any:
     """Run ``op`` on the chosen backend. Torch CPU tensors reach the CPU backends zero-copy
     (as numpy views) and their results come back as torch tensors."""
     name = resolve(op, args, kwargs, backend)
     fn = getattr(backend_module(name, OPS[op]), op)
-    if name in ("numpy", "numba"):
-        torch_in = any(k == "torch_cpu" for _, _, k in _arrays(args, kwargs))
-        out = fn(*_to_numpy(args), **{k: _to_numpy(v) for k, v in kwargs.items()})
-        return _to_torch(out) if torch_in else out
-    return fn(*args, **kwargs)
+    with _range(op, name):
+        if name in ("numpy", "numba"):
+            torch_in = any(k == "torch_cpu" for _, _, k in _arrays(args, kwargs))
+            out = fn(*_to_numpy(args), **{k: _to_numpy(v) for k, v in kwargs.items()})
+            return _to_torch(out) if torch_in else out
+        return fn(*args, **kwargs)

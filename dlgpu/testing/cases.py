@@ -10,7 +10,7 @@ the backend, runs the reference in float64, and returns one ``Report`` per outpu
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +19,9 @@ import numpy as np
 from .harness import Report, compare, labels, randn, signs, uniform
 
 # Sizes: "tiny" for tests (fast under the Triton interpreter too), "quick" for `dlgpu check`
-# and `dlgpu bench --quick`.
-SIZES = ("tiny", "quick")
+# and `dlgpu bench --quick`; "paper" (the layer shapes of ResNet-18, VGG-16 and the recurrent
+# benchmarks of the literature) and "large" for `dlgpu bench --sizes` on a GPU.
+SIZES = ("tiny", "quick", "paper", "large")
 
 
 @dataclass
@@ -259,6 +260,8 @@ def all_cases(seed: int = 0, size: str = "quick") -> list[Case]:
     """Every op's cases, inputs drawn from ``seed``; ``size`` in SIZES."""
     if size not in SIZES:
         raise ValueError(f"size must be one of {', '.join(SIZES)}; got {size!r}")
+    if size in ("paper", "large"):
+        return select_cases(seed, size)
     g = np.random.default_rng(seed)
     tiny = size == "tiny"
     n, k = (5, 13) if tiny else (257, 129)
@@ -283,6 +286,120 @@ def all_cases(seed: int = 0, size: str = "quick") -> list[Case]:
     cases += _regularizer_cases(g, 7 if tiny else 129, 5 if tiny else 257)
     cases += _recurrent_cases(g, *((4, 3, 5, 6) if tiny else (13, 17, 33, 31)))
     return cases
+
+
+# ------------------------------------------------------------- benchmark sizes
+
+# (label, N, C, H=W, O, K, stride, padding, activation): ResNet-18's distinct conv layers at batch
+# 32 (the stem, the first 3x3 of each stage, a strided 3x3 and a 1x1 downsample), one with the fused
+# bias+ReLU epilogue, and two VGG-16 layers at batch 16.
+_PAPER_CONV = (
+    ("resnet18.conv1", 32, 3, 224, 64, 7, 2, 3, "none"),
+    ("resnet18.layer1", 32, 64, 56, 64, 3, 1, 1, "none"),
+    ("resnet18.layer1+relu", 32, 64, 56, 64, 3, 1, 1, "relu"),
+    ("resnet18.layer2.down3x3", 32, 64, 56, 128, 3, 2, 1, "none"),
+    ("resnet18.layer2.down1x1", 32, 64, 56, 128, 1, 2, 0, "none"),
+    ("resnet18.layer2", 32, 128, 28, 128, 3, 1, 1, "none"),
+    ("resnet18.layer3", 32, 256, 14, 256, 3, 1, 1, "none"),
+    ("resnet18.layer4", 32, 512, 7, 512, 3, 1, 1, "none"),
+    ("vgg16.conv1_2", 16, 64, 224, 64, 3, 1, 1, "relu"),
+    ("vgg16.conv3_2", 16, 256, 56, 256, 3, 1, 1, "relu"),
+)
+# the same layers at batch 128 (VGG at 64)
+_LARGE_CONV = tuple((lb, 64 if lb.startswith("vgg") else 128, *rest) for lb, _, *rest in _PAPER_CONV)
+
+# recurrent sweep: T = 100, B x H (I = H); the variants beyond torch's cells at one shape
+_PAPER_RNN = dict(t=100, batches=(1, 8, 64), hiddens=(256, 512, 1024), variant_shape=(64, 512))
+_LARGE_RNN = dict(t=100, batches=(128, 256), hiddens=(1024, 2048), variant_shape=(256, 1024))
+_MAIN_CELLS = ("rnn[tanh]", "lstm[forget]", "gru[cudnn]", "mgu")
+
+_BENCH_SHAPES = {
+    # n x k for the elementwise families, (N, I, O, act) for linear, (N, C, H, W) for pooling,
+    # (N, C, H, W, O, K, stride, padding) for the locally connected layer, (O, I) for the regularizers
+    "paper": dict(ew=(8192, 4096), loss=(8192, 4096), linear=((8192, 1024, 1024, "relu"), (2048, 4096, 4096, "none")),
+                  pool=(32, 64, 112, 112), lc=(32, 32, 32, 32, 32, 3, 1, 1), reg=(4096, 4096),
+                  conv=_PAPER_CONV, rnn=_PAPER_RNN),
+    "large": dict(ew=(16384, 8192), loss=(16384, 4096), linear=((16384, 4096, 4096, "relu"),
+                  (8192, 8192, 8192, "none")), pool=(128, 64, 112, 112), lc=(64, 64, 32, 32, 64, 3, 1, 1),
+                  reg=(8192, 8192), conv=_LARGE_CONV, rnn=_LARGE_RNN),
+}  # fmt: skip
+
+
+def _named(case: Case, name: str) -> Case:
+    return Case(**{**case.__dict__, "name": name})
+
+
+def _bench_conv(g: np.random.Generator, layers: tuple) -> list[Case]:
+    out = []
+    for label, n, c, hw, o, k, stride, padding, act in layers:
+        out.append(_named(_conv_case(g, n, c, hw, hw, o, k, stride, padding, 1, 1, act), f"conv2d[{label}]"))
+    return out
+
+
+def _bench_recurrent(g: np.random.Generator, spec: dict) -> list[Case]:
+    # I = H unless the spec gives "input_size"
+    out = []
+    for b in spec["batches"]:
+        for h in spec["hiddens"]:
+            out += [c for c in _recurrent_cases(g, spec["t"], b, spec.get("input_size", h), h) if c.name in _MAIN_CELLS]
+    if spec.get("variant_shape"):
+        b, h = spec["variant_shape"]
+        out += [c for c in _recurrent_cases(g, spec["t"], b, spec.get("input_size", h), h) if c.name not in _MAIN_CELLS]
+    return out
+
+
+# (name prefixes the family's cases start with, its key in the shapes dict, builder(generator, shapes))
+_BENCH_FAMILIES: tuple[tuple[tuple[str, ...], str, Callable[[np.random.Generator, dict], list[Case]]], ...] = (
+    (("relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax", "log_softmax"), "ew",
+     lambda g, s: _activation_cases(g, *s["ew"])),
+    (("linear",), "linear", lambda g, s: [_linear_case(g, *shape) for shape in s["linear"]]),
+    (("conv2d",), "conv", lambda g, s: _bench_conv(g, s["conv"])),
+    (("locally_connected2d",), "lc", lambda g, s: [_lc_case(g, *s["lc"])]),
+    (("max_pool2d", "avg_pool2d"), "pool", lambda g, s: _pool_cases(g, *s["pool"])),
+    (("dropout",), "ew", lambda g, s: [_dropout_case(g, *s["ew"])]),
+    (("hinge_loss", "squared_hinge_loss", "binary_cross_entropy", "multiclass_hinge_loss",
+      "multiclass_squared_hinge_loss", "cross_entropy", "mse_loss", "l1_loss", "pseudo_huber_loss"), "loss",
+     lambda g, s: _loss_cases(g, *s["loss"])),
+    (("l1_penalty", "l2_penalty", "max_norm", "clip_grad_norm", "clip_grad_value"), "reg",
+     lambda g, s: _regularizer_cases(g, *s["reg"])),
+    (("rnn", "lstm", "gru", "mgu"), "rnn", lambda g, s: _bench_recurrent(g, s["rnn"])),
+)  # fmt: skip
+
+
+def _matches(name: str, ops: Sequence[str] | None) -> bool:
+    return ops is None or any(name.startswith(o) for o in ops)
+
+
+def select_cases(seed: int = 0, size: str = "quick", ops: Sequence[str] | None = None) -> list[Case]:
+    """The cases of ``size`` whose name starts with one of ``ops`` (all when None).
+
+    For "paper" and "large" only the families asked for are built (their inputs are large), see
+    ``cases_from_shapes``.
+    """
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {', '.join(SIZES)}; got {size!r}")
+    if isinstance(ops, str):
+        raise TypeError(f"ops must be a sequence of name prefixes, got the string {ops!r}")
+    if size in ("tiny", "quick"):
+        return [c for c in all_cases(seed, size) if _matches(c.name, ops)]
+    return cases_from_shapes(_BENCH_SHAPES[size], seed, ops)
+
+
+def cases_from_shapes(shapes: dict[str, Any], seed: int = 0, ops: Sequence[str] | None = None) -> list[Case]:
+    """Cases at the shapes of ``shapes`` (a dict like ``_BENCH_SHAPES["paper"]``; a family whose key is
+    missing is left out), for names starting with one of ``ops`` (all when None).
+
+    Only the families asked for are built, each from its own generator, ``default_rng([seed,
+    family index])``, so a family's inputs do not depend on which others were selected.
+    """
+    if isinstance(ops, str):
+        raise TypeError(f"ops must be a sequence of name prefixes, got the string {ops!r}")
+    out: list[Case] = []
+    for idx, (prefixes, key, build) in enumerate(_BENCH_FAMILIES):
+        wanted = ops is None or any(p.startswith(o) or o.startswith(p) for p in prefixes for o in ops)
+        if wanted and key in shapes:
+            out += [c for c in build(np.random.default_rng([seed, idx]), shapes) if _matches(c.name, ops)]
+    return out
 
 
 # ---------------------------------------------------------------------- running
@@ -375,18 +492,71 @@ def _names(op: str, n: int) -> list[str]:
     return [f"{op}:out{i}" for i in range(n)]
 
 
+@dataclass
+class Prepared:
+    """A case made ready for one dtype: inputs rounded through it (float64 arrays), the float64
+    reference outputs, and the backward call built from them (None where the op has no backward)."""
+
+    case: Case
+    ref_out: tuple
+    bargs: tuple | None = None
+    bkwargs: dict | None = None
+    ref_grads: list | None = None
+
+
+def prepare(case: Case, dtype: Any = np.float32, seed: int = 0, cache: dict | None = None) -> Prepared:
+    """Round ``case``'s inputs through ``dtype`` and run the float64 reference forward and backward.
+
+    ``cache`` (a dict the caller keeps per case) saves the reference for later calls: float32 and
+    float64 share one entry (their inputs are not rounded), each low-precision dtype has its own.
+    """
+    from .. import ops
+    from .tolerances import dtype_name
+
+    dname = dtype_name(dtype)
+    key = dname if dname in LOW_PRECISION else "exact"
+    if cache is not None and key in cache:
+        return cache[key]
+    case = Case(**{**case.__dict__, "args": rounded(case.args, dname), "kwargs": rounded(case.kwargs, dname)})
+    ref_ops = {
+        name: getattr(ops.backend_module("numpy", ops.OPS[name]), name)
+        for name in (case.forward, case.backward) if name
+    }  # fmt: skip
+    prep = Prepared(case, _t(ref_ops[case.forward](*case.args, **case.kwargs)))
+    if case.backward is not None and case.make_backward is not None:
+        bargs, bkwargs = case.make_backward(prep.ref_out, np.random.default_rng(seed + 1))
+        prep.bargs, prep.bkwargs = rounded(bargs, dname), rounded(bkwargs, dname)
+        prep.ref_grads = _flatten(ref_ops[case.backward](*prep.bargs, **prep.bkwargs))
+    if cache is not None:
+        cache[key] = prep
+    return prep
+
+
+def backend_value(value: Any, dtype: Any, convert: Callable[[Any], Any] | None = None) -> Any:
+    """An input as a backend takes it: float arrays cast to ``dtype`` (or through ``convert``,
+    e.g. ``torch_inputs``), inside lists and tuples too; non-arrays unchanged."""
+    v = value if convert is not None else cast(value, dtype)
+    if isinstance(v, (list, tuple)):
+        return type(v)(backend_value(x, dtype, convert) for x in v)
+    if isinstance(v, np.ndarray):
+        return convert(v) if convert is not None else v
+    return v
+
+
 def run_case(
     case: Case,
     backend: str,
     dtype: Any = np.float32,
     seed: int = 0,
     convert: Callable[[Any], Any] | None = None,
+    cache: dict | None = None,
 ) -> CaseResult:
     """Check ``backend`` on ``case`` in ``dtype`` against the float64 reference.
 
     ``convert`` maps numpy inputs to what the backend takes (e.g. ``torch_inputs("bfloat16")`` for
     triton); errors raised by the backend are caught and reported, never hidden. For float16 and
-    bfloat16 the reference runs on the inputs rounded to that dtype.
+    bfloat16 the reference runs on the inputs rounded to that dtype. ``cache``: see ``prepare``
+    (one dict per case, to check several backends against one reference run).
     """
     from .. import ops
     from .tolerances import dtype_name
@@ -394,21 +564,13 @@ def run_case(
     dname = dtype_name(dtype)
     if convert is None and dname == "bfloat16":
         raise ValueError("dtype bfloat16 needs a convert (numpy has no bfloat16), e.g. torch_inputs('bfloat16')")
-    case = Case(**{**case.__dict__, "args": rounded(case.args, dname), "kwargs": rounded(case.kwargs, dname)})
-    ref_ops = {
-        name: getattr(ops.backend_module("numpy", ops.OPS[name]), name)
-        for name in (case.forward, case.backward) if name
-    }  # fmt: skip
-    conv = convert or (lambda a: a)
+    prep = prepare(case, dname, seed, cache)
+    case, ref_out = prep.case, prep.ref_out
 
     def to_backend(v: Any) -> Any:
-        v = v if convert is not None else cast(v, dtype)
-        if isinstance(v, (list, tuple)):
-            return type(v)(to_backend(x) for x in v)
-        return conv(v) if isinstance(v, np.ndarray) else v
+        return backend_value(v, dtype, convert)
 
     result = CaseResult(case, backend, dname, [])
-    ref_out = _t(ref_ops[case.forward](*case.args, **case.kwargs))
     try:
         args = to_backend(case.args)
         kwargs = {k: to_backend(v) for k, v in case.kwargs.items()}
@@ -425,11 +587,9 @@ def run_case(
         if flat_ref[i] is None:
             continue
         result.reports.append(compare(flat_out[i], flat_ref[i], op=case.tol_op, dtype=dname, name=names[i]))
-    if case.backward is None or case.make_backward is None:
+    if prep.bargs is None:
         return result
-    bargs, bkwargs = case.make_backward(ref_out, np.random.default_rng(seed + 1))
-    bargs, bkwargs = rounded(bargs, dname), rounded(bkwargs, dname)
-    ref_grads = _flatten(ref_ops[case.backward](*bargs, **bkwargs))
+    bargs, bkwargs, ref_grads = prep.bargs, prep.bkwargs, prep.ref_grads
     try:
         args = to_backend(bargs)
         kwargs = {k: to_backend(v) for k, v in bkwargs.items()}

@@ -1,0 +1,184 @@
+"""`dlgpu bench` on the CPU at tiny sizes: the files it writes, wrong kernels reported and not timed,
+Triton under the interpreter checked but not timed, and bad arguments."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from dlgpu import cli, ops
+from dlgpu.bench.report import COLUMNS, plot_speedups
+from dlgpu.bench.runner import NOT_TIMED_INTERPRETER, cuda_available, run_bench
+from dlgpu.testing.cases import _BENCH_FAMILIES, all_cases, select_cases
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _bench(**kw):
+    return run_bench(size="tiny", rep_time=0.01, progress=False, small_peaks=True, **kw)
+
+
+def test_cli_writes_wellformed_csv_json_png(tmp_path, capsys):
+    out = {k: tmp_path / f"bench.{k}" for k in ("csv", "json", "png")}
+    ops_ = ["relu", "linear[relu]", "max_pool2d[k2"]  # cheap to compile with a cold numba cache
+    rc = cli.main(["bench", "--sizes", "tiny", "--ops", *ops_, "--backends", "numpy", "numba", "--rep-time", "0.01",
+                   "--no-progress", "--csv", str(out["csv"]), "--json", str(out["json"]), "--plot", str(out["png"])])
+    table = capsys.readouterr().out
+    assert rc == 0, table
+    assert "x torch" in table and "max_pool2d[k2,s2,p0]" in table and "PASS" in table
+
+    with open(out["csv"], newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == COLUMNS
+        rows = list(reader)
+    # 3 cases x 2 directions x 2 backends, one row each
+    assert len(rows) == 12
+    families = ("relu", "linear", "max_pool2d")
+    assert {(r["op"].split("[")[0], r["direction"], r["backend"]) for r in rows} == {
+        (o, d, b) for o in families for d in ("fwd", "bwd") for b in ("numpy", "numba")
+    }
+    for r in rows:
+        assert r["check"] == "PASS" and r["timed"] == "True" and r["dtype"] == "float32"
+        med, lo, hi = float(r["median_ms"]), float(r["min_ms"]), float(r["max_ms"])
+        assert 0 < lo <= med <= hi
+        assert float(r["speedup"]) == pytest.approx(float(r["torch_ms"]) / med)
+        assert float(r["gbps"]) == pytest.approx(float(r["bytes"]) / med / 1e6)
+        assert float(r["rel_err"]) < float(r["rtol"])
+        assert r["device_name"] and "torch=" in r["versions"] and "numpy=" in r["versions"]
+        assert r["competitor"].startswith(("torch", "F.")), r["competitor"]
+
+    doc = json.loads(out["json"].read_text())
+    assert doc["meta"]["size"] == "tiny" and doc["meta"]["versions"]["torch"]
+    assert [(r["op"], r["direction"], r["backend"]) for r in doc["rows"]] == [
+        (r["op"], r["direction"], r["backend"]) for r in rows
+    ]
+    assert doc["rows"][0]["median_ms"] == pytest.approx(float(rows[0]["median_ms"]))
+
+    png = out["png"].read_bytes()
+    assert png[:8] == PNG_MAGIC and len(png) > 20_000
+
+
+def test_wrong_kernel_is_reported_as_fail_and_not_timed(monkeypatch, tmp_path, capsys):
+    mod = ops.backend_module("numba", "activations")
+    good = mod.tanh_forward
+    monkeypatch.setattr(mod, "tanh_forward", lambda x: good(x) * x.dtype.type(1.001))
+    res = _bench(ops=["tanh"], backends=["numba"])
+    fwd = next(r for r in res.rows if r.direction == "fwd")
+    bwd = next(r for r in res.rows if r.direction == "bwd")
+    assert fwd.check == "FAIL" and not fwd.timed and math.isnan(fwd.median_ms) and math.isnan(fwd.speedup)
+    assert fwd.note.startswith("not timed") and fwd.rel_err > fwd.rtol == 2e-5
+    assert bwd.check == "PASS" and bwd.timed  # the backward kernel is fine, so it is timed
+    assert res.failed == [fwd]
+    # the plot of a run whose only timed row ... still has one bar; of a run with none, a figure saying so
+    assert plot_speedups(res, tmp_path / "one.png") == 1
+    res.rows = [fwd]
+    assert plot_speedups(res, tmp_path / "none.png") == 0
+    assert (tmp_path / "none.png").read_bytes()[:8] == PNG_MAGIC
+    # the command exits 1 and shows the FAIL row
+    assert cli.main(["bench", "--sizes", "tiny", "--ops", "tanh", "--backends", "numba", "--rep-time", "0.01",
+                     "--direction", "fwd", "--no-progress"]) == 1  # fmt: skip
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_crashing_kernel_is_an_error_row(monkeypatch):
+    mod = ops.backend_module("numba", "activations")
+
+    def boom(dy, x):
+        raise RuntimeError("kernel exploded")
+
+    monkeypatch.setattr(mod, "relu_backward", boom)
+    res = _bench(ops=["relu"], backends=["numba"])
+    by_dir = {r.direction: r for r in res.rows}
+    assert by_dir["fwd"].check == "PASS" and by_dir["fwd"].timed
+    assert by_dir["bwd"].check == "ERROR" and not by_dir["bwd"].timed and "kernel exploded" in by_dir["bwd"].note
+
+
+def test_kernel_failing_only_when_timed_is_an_error_row(monkeypatch):
+    mod = ops.backend_module("numba", "activations")
+    good, calls = mod.sigmoid_forward, []
+
+    def second_call_fails(x):
+        calls.append(1)
+        if len(calls) > 1:
+            raise MemoryError("out of memory on the second call")
+        return good(x)
+
+    monkeypatch.setattr(mod, "sigmoid_forward", second_call_fails)
+    res = _bench(ops=["sigmoid"], backends=["numpy", "numba"], directions=["fwd"])
+    by_backend = {r.backend: r for r in res.rows}
+    assert by_backend["numba"].check == "ERROR" and not by_backend["numba"].timed
+    assert "raised while timed: MemoryError" in by_backend["numba"].note
+    assert by_backend["numpy"].timed  # the others in its timing group still get their numbers
+
+
+def test_triton_is_checked_and_timed_only_on_a_gpu():
+    res = _bench(ops=["sigmoid"], backends=["triton"])
+    assert len(res.rows) == 2 and all(r.check == "PASS" for r in res.rows)
+    if cuda_available():
+        assert all(r.timed and r.device == "cuda" for r in res.rows)
+    else:  # tests/conftest.py set TRITON_INTERPRET=1
+        assert all(not r.timed and r.note == NOT_TIMED_INTERPRETER for r in res.rows)
+        assert all(r.device == "cpu (interpreter)" for r in res.rows)
+        assert any("not timed" in n for n in res.notes)
+
+
+def test_bad_arguments(capsys):
+    with pytest.raises(ValueError, match="backends: unknown backend 'tpu'"):
+        _bench(backends=["tpu"])
+    with pytest.raises(ValueError, match="ops: no case name starts with"):
+        _bench(ops=["conv3d"], backends=["numpy"])
+    with pytest.raises(ValueError, match="directions"):
+        _bench(ops=["relu"], directions=["sideways"])
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        _bench(ops=["relu"], dtypes=["int8"])
+    assert cli.main(["bench", "--sizes", "tiny", "--rep-time", "0"]) == 2
+    assert cli.main(["bench", "--sizes", "tiny", "--threads", "0"]) == 2
+    assert cli.main(["bench", "--sizes", "tiny", "--ops", "conv3d", "--no-progress"]) == 2
+    assert "no case name" in capsys.readouterr().err
+
+
+def test_bench_sizes_select_families(monkeypatch):
+    from dlgpu.testing import cases
+
+    # the paper shapes: ResNet-18 / VGG-16 conv layers, T=100 recurrent sweeps with B in 1..64, H in 256..1024
+    paper = cases._BENCH_SHAPES["paper"]
+    assert ("resnet18.layer1", 32, 64, 56, 64, 3, 1, 1, "none") in paper["conv"]
+    assert any(c[0].startswith("vgg16") for c in paper["conv"])
+    assert paper["rnn"]["t"] == 100 and paper["rnn"]["batches"] == (1, 8, 64)
+    assert paper["rnn"]["hiddens"] == (256, 512, 1024)
+    # selection on small stand-in shapes (the real ones allocate gigabytes)
+    small = dict(paper, linear=((9, 5, 3, "relu"), (4, 6, 2, "none")),
+                 rnn=dict(t=3, batches=(1, 2), hiddens=(4,), variant_shape=(2, 5)))  # fmt: skip
+    monkeypatch.setitem(cases._BENCH_SHAPES, "paper", small)
+    lin = select_cases(0, "paper", ["linear"])
+    assert [c.name for c in lin] == ["linear[relu]", "linear[none]"]
+    assert [(c.args[0].shape, c.args[1].shape) for c in lin] == [((9, 5), (3, 5)), ((4, 6), (2, 6))]
+    rec = select_cases(0, "paper", ["lstm", "mgu"])
+    # the main cells at every (B, H), the other variants once at variant_shape
+    assert [(c.name, c.args[0].shape) for c in rec] == [
+        ("lstm[forget]", (3, 1, 4)), ("mgu", (3, 1, 4)), ("lstm[forget]", (3, 2, 4)), ("mgu", (3, 2, 4)),
+        ("lstm[no_forget]", (3, 2, 5)), ("lstm[peephole]", (3, 2, 5)),
+    ]  # fmt: skip
+    # the same family from the same seed gives the same inputs, whatever else was selected
+    again = select_cases(0, "paper", ["conv3d", "linear[none]"])
+    np.testing.assert_array_equal(again[0].args[1], lin[1].args[1])
+    # every case name is claimed by a family, so --ops builds the family that makes it
+    for case in all_cases(0, "tiny"):
+        assert any(case.name.startswith(x) for p, _, _ in _BENCH_FAMILIES for x in p), case.name
+    with pytest.raises(TypeError, match="ops must be a sequence"):
+        select_cases(0, "tiny", "relu")
+    with pytest.raises(ValueError, match="size must be one of"):
+        select_cases(0, "huge")
+
+
+def test_dtype_table_matches_the_kernels():
+    from dlgpu.bench.runner import DTYPES
+    from dlgpu.kernels.cuda._common import FLOAT_DTYPES as CUDA_DTYPES
+    from dlgpu.kernels.triton._common import FLOAT_DTYPES as TRITON_DTYPES
+
+    assert set(DTYPES["cupy"]) == set(CUDA_DTYPES)
+    assert set(DTYPES["triton"]) == {str(d).removeprefix("torch.") for d in TRITON_DTYPES}
