@@ -12,7 +12,13 @@ needs them is first used, so ``dlgpu.reference`` stays a pure-NumPy package.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# Numba's OpenMP workers and torch's spin-wait for work by default, and on a machine with few
+# cores each pool's spinning starves the other: a small CPU training step measured 159 ms instead of
+# 3 ms. Sleeping idle workers cost little here. Set before either runtime starts, unless the user chose.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see dlgpu/__init__.py: before torch starts OpenMP
+
 import numpy as np
 import pytest
 import torch
