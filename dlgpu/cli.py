@@ -110,13 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import importlib
 
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:  # TEMPORARY while the packages are being written
-            if e.name != name:
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     args = p.parse_args(argv)
     return int(args.fn(args))
 

@@ -11,6 +11,8 @@ import hashlib
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see dlgpu/__init__.py: before torch starts OpenMP
+# the tests' shapes are tiny: a threaded BLAS only adds contention with numba's and torch's pools
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 import pytest
