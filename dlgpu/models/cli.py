@@ -60,8 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(with --variant, --task, --seq-len, --hidden-size).",
     )
     t.add_argument("model", metavar="MODEL", choices=DIGIT_MODELS + CELL_MODELS, help="model to train")
-    t.add_argument("--epochs", type=_positive_int, default=10)
-    t.add_argument("--batch-size", type=_positive_int, default=64)
+    t.add_argument("--epochs", type=_positive_int, default=None, help="default 10 (digits), 8 (sequences)")
+    t.add_argument("--batch-size", type=_positive_int, default=None, help="default 64 (digits), 32 (sequences)")
     t.add_argument("--lr", type=_positive_float, default=None, help="default 1e-3 (digits), 1e-2 (sequences)")
     t.add_argument("--seed", type=int, default=0, help="seeds the split, the initialisation and the batches")
     t.add_argument("--backend", choices=BACKENDS, default=None, help="dlgpu backend of the kernels (default: auto)")
@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "gru cudnn|cho")  # fmt: skip
     t.add_argument("--task", choices=SEQUENCE_TASKS, default="adding", help="sequence task (recurrent cells)")
     t.add_argument("--seq-len", type=_positive_int, default=50, help="sequence length (recurrent cells)")
-    t.add_argument("--hidden-size", type=_positive_int, default=64, help="hidden units (recurrent cells)")
+    t.add_argument("--hidden-size", type=_positive_int, default=32, help="hidden units (recurrent cells)")
     t.set_defaults(fn=_train)
 
     a = subparsers.add_parser(
@@ -113,8 +113,8 @@ def _train(args: argparse.Namespace) -> int:
 
         with _backend(args.backend):
             res = train_sequence(
-                args.model, args.task, seq_len=args.seq_len, hidden_size=args.hidden_size, epochs=args.epochs,
-                batch_size=args.batch_size, lr=args.lr or 1e-2, seed=args.seed, variant=args.variant,
+                args.model, args.task, seq_len=args.seq_len, hidden_size=args.hidden_size, epochs=args.epochs or 8,
+                batch_size=args.batch_size or 32, lr=args.lr or 1e-2, seed=args.seed, variant=args.variant,
                 progress=not args.no_progress, log=print, device=args.device,
             )  # fmt: skip
         final, base = res["final"], res["baseline"]
@@ -136,8 +136,8 @@ def _train(args: argparse.Namespace) -> int:
     x_train, y_train, x_test, y_test = (t.to(device) for t in (data.x_train, data.y_train, data.x_test, data.y_test))
     t0 = time.perf_counter()
     hist = fit(
-        model, x_train, y_train, x_test=x_test, y_test=y_test, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr or 1e-3, seed=args.seed, backend=args.backend,
+        model, x_train, y_train, x_test=x_test, y_test=y_test, epochs=args.epochs or 10,
+        batch_size=args.batch_size or 64, lr=args.lr or 1e-3, seed=args.seed, backend=args.backend,
         progress=not args.no_progress,
     )  # fmt: skip
     print(f"final test accuracy: {hist['test_acc'][-1]:.4f} ({len(data.y_test)} digits, "
