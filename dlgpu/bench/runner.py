@@ -400,7 +400,9 @@ def run_bench(
 
 def _thread_settings() -> dict[str, Any]:
     """Thread counts and TF32 switches the numbers depend on (what cannot be read is left out)."""
-    out: dict[str, Any] = {}
+    # OpenMP's wait policy moves CPU timings both ways (dlgpu sets PASSIVE unless told otherwise: it
+    # spares numba from torch's spinning threads but slows torch's own back-to-back parallel regions)
+    out: dict[str, Any] = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)")}
     try:
         import torch
 
