@@ -190,9 +190,17 @@ def choose_persistent(
         from cupy.cuda import driver
 
         limits = device_limits(call.device)
-        with cupy.cuda.Device(call.device):
-            fn = module.kernel(name, call.device)
-            occ = driver.occupancyMaxActiveBlocksPerMultiprocessor(fn.kernel.ptr, REC_THREADS, 0)
+        try:
+            with cupy.cuda.Device(call.device):
+                fn = module.kernel(name, call.device)
+                occ = driver.occupancyMaxActiveBlocksPerMultiprocessor(fn.kernel.ptr, REC_THREADS, 0)
+        except Exception as e:  # NVRTC, or linking libcudadevrt for cooperative code
+            if _path == "persistent":
+                raise
+            # the per-step kernels compute the same thing: an environment that cannot build the
+            # cooperative module (CuPy without libcudadevrt, say) costs speed, not the answer
+            _warn_persistent_unavailable(e)
+            return None
     plan = None
     if limits.cooperative:
         plan = persistent_plan(hidden, gates, batch, dtype, limits.sm_count, limits.smem_per_sm, occ,
@@ -209,6 +217,22 @@ def choose_persistent(
             f"in the shared memory of {limits.sm_count} co-resident blocks (or the device has no cooperative launch)"
         )
     return plan
+
+
+_persistent_warned = False
+
+
+def _warn_persistent_unavailable(error: Exception) -> None:
+    global _persistent_warned
+    if _persistent_warned:
+        return
+    _persistent_warned = True
+    warnings.warn(
+        f"dlgpu cupy backend: the persistent recurrent kernels could not be built ({type(error).__name__}: "
+        f"{error}); using the per-step kernels",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def launch_persistent(call: Call, module: CoopModule, name: str, plan: PersistentPlan, args: list) -> None:
