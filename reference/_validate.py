@@ -122,6 +122,15 @@ def check_nonnegative(value: float, name: str) -> float:
     return value
 
 
+def check_int(value: Any, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as int; TypeError for a non-int (or a bool), ValueError below ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
 def pair(value: int | Sequence[int], name: str, minimum: int = 1) -> tuple[int, int]:
     """Normalise an int or a pair of ints (height, width); ValueError below ``minimum``."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):

@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see dlgpu/__init__.py: before torch starts OpenMP
 # the tests' shapes are tiny: a threaded BLAS only adds contention with numba's and torch's pools
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import dlgpu  # noqa: F401 -- first: it sets OMP_WAIT_POLICY before torch loads OpenMP (see dlgpu/__init__.py)
+
+# isort: split
 import numpy as np
 import pytest
 import torch

@@ -26,26 +26,19 @@ from torch import Tensor, nn
 from dlgpu import functional as F
 from dlgpu.nn.layers import Linear
 from dlgpu.nn.network import Network
+from dlgpu.reference._validate import check_int
 
 OUTPUTS = ("none", "sigmoid")
 
 
-def _int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
 def _widths(hidden: int | Sequence[int], name: str = "hidden") -> list[int]:
     widths = [hidden] if isinstance(hidden, int) and not isinstance(hidden, bool) else list(hidden)
-    return [_int(w, f"{name}[{i}]") for i, w in enumerate(widths)]
+    return [check_int(w, f"{name}[{i}]") for i, w in enumerate(widths)]
 
 
 def _check_sizes(in_features: int, k: int) -> None:
-    _int(in_features, "in_features")
-    _int(k, "k")
+    check_int(in_features, "in_features")
+    check_int(k, "k")
     if k >= in_features:
         raise ValueError(f"k must be smaller than in_features={in_features} (a bottleneck), got {k}")
 
@@ -163,8 +156,8 @@ class SparseAutoencoder(_Autoencoder):
 
     def __init__(self, in_features: int, k: int, hidden: int | Sequence[int] = (), lam: float = 1e-2) -> None:
         super().__init__()
-        _int(in_features, "in_features")
-        _int(k, "k")
+        check_int(in_features, "in_features")
+        check_int(k, "k")
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or lam < 0:
             raise ValueError(f"lam must be a number >= 0, got {lam!r}")
         widths = _widths(hidden)
@@ -228,8 +221,8 @@ class VAE(nn.Module):
     def __init__(self, in_features: int, k: int, hidden: int | Sequence[int] = (128,),
                  likelihood: str = "bernoulli") -> None:  # fmt: skip
         super().__init__()
-        _int(in_features, "in_features")
-        _int(k, "k")
+        check_int(in_features, "in_features")
+        check_int(k, "k")
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
         widths = _widths(hidden)
@@ -283,7 +276,7 @@ class VAE(nn.Module):
     def sample(self, n: int) -> Tensor:
         """n new samples: the decoder's mean at z ~ N(0, I); [n, D]."""
         p = self.mu.weight
-        return self.decode(torch.randn(_int(n, "n"), self.k, dtype=p.dtype, device=p.device))
+        return self.decode(torch.randn(check_int(n, "n"), self.k, dtype=p.dtype, device=p.device))
 
 
 class GAN(nn.Module):
@@ -306,8 +299,8 @@ class GAN(nn.Module):
     def __init__(self, data_dim: int, noise_dim: int = 16, hidden: int | Sequence[int] = (128,),
                  lr: float = 2e-4) -> None:  # fmt: skip
         super().__init__()
-        _int(data_dim, "data_dim")
-        _int(noise_dim, "noise_dim")
+        check_int(data_dim, "data_dim")
+        check_int(noise_dim, "noise_dim")
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
             raise ValueError(f"lr must be a number > 0, got {lr!r}")
         widths = _widths(hidden)
@@ -323,7 +316,7 @@ class GAN(nn.Module):
     def noise(self, n: int) -> Tensor:
         """z ~ N(0, I), [n, noise_dim], on the parameters' device and dtype."""
         p = next(self.generator.parameters())
-        return torch.randn(_int(n, "n"), self.noise_dim, dtype=p.dtype, device=p.device)
+        return torch.randn(check_int(n, "n"), self.noise_dim, dtype=p.dtype, device=p.device)
 
     def forward(self, z: Tensor) -> Tensor:
         """G(z): [B, noise_dim] -> [B, data_dim]."""

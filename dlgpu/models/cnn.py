@@ -27,25 +27,18 @@ from torch import Tensor, nn
 
 from dlgpu.nn.layers import AvgPool2d, Conv2d, Dropout, Flatten, Linear, LocallyConnected2d, MaxPool2d, ReLU
 from dlgpu.nn.network import Network
+from dlgpu.reference._validate import check_int
 
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "none")
-
-
-def _int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _ints(value: int | Sequence[int], count: int, name: str) -> list[int]:
     """An int repeated ``count`` times, or a sequence of exactly ``count`` ints."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return [_int(value, name)] * count
+        return [check_int(value, name)] * count
     if not isinstance(value, Sequence) or len(value) != count:
         raise ValueError(f"{name} must be an int or a sequence of {count} ints, got {value!r}")
-    return [_int(v, f"{name}[{i}]") for i, v in enumerate(value)]
+    return [check_int(v, f"{name}[{i}]") for i, v in enumerate(value)]
 
 
 def _activation(activation: str) -> str:
@@ -58,7 +51,7 @@ class _Stack:
     """Appends layers while tracking the output volume (C, H, W), so FC sizes come out right."""
 
     def __init__(self, in_channels: int, input_size: int, name: str) -> None:
-        self.c, self.h, self.w = _int(in_channels, "in_channels"), _int(input_size, "input_size"), input_size
+        self.c, self.h, self.w = check_int(in_channels, "in_channels"), check_int(input_size, "input_size"), input_size
         self.input_shape = (self.c, self.h, self.w)
         self.name = name
         self.layers: list[nn.Module] = []
@@ -108,7 +101,7 @@ def _size(small: bool, input_size: int | None, full: int) -> int:
     """The input side: the paper's ``full`` size, or 32 (8 allowed) for the small configuration."""
     if input_size is None:
         return 32 if small else full
-    return _int(input_size, "input_size")
+    return check_int(input_size, "input_size")
 
 
 # ------------------------------------------------------------------ generic
@@ -132,8 +125,8 @@ def mlp(
     Returns:
         Network mapping [B, D] (or [B, ...] with D elements per sample) to [B, K].
     """
-    _int(in_features, "in_features")
-    _int(out_features, "out_features")
+    check_int(in_features, "in_features")
+    check_int(out_features, "out_features")
     act = _activation(activation)
     widths = [hidden] if isinstance(hidden, int) else list(hidden)
     widths = _ints(widths, len(widths), "hidden")
@@ -181,11 +174,11 @@ def convnet(
     """
     if len(in_shape) != 3:
         raise ValueError(f"in_shape must be (C, H, W), got {tuple(in_shape)!r}")
-    c, h, w = (_int(v, "in_shape") for v in in_shape)
-    _int(n, "n")
-    _int(m, "m")
-    _int(k, "k", minimum=0)
-    if _int(kernel_size, "kernel_size") % 2 == 0:
+    c, h, w = (check_int(v, "in_shape") for v in in_shape)
+    check_int(n, "n")
+    check_int(m, "m")
+    check_int(k, "k", minimum=0)
+    if check_int(kernel_size, "kernel_size") % 2 == 0:
         raise ValueError(f"kernel_size must be odd ('same' padding is symmetric), got {kernel_size}")
     chans, fcs = _ints(widths, m, "widths"), (_ints(fc_widths, k, "fc_widths") if k else [])
     st = _Stack(c, h, "convnet")
@@ -198,7 +191,7 @@ def convnet(
             st.pool(2)
     for width in fcs:
         st.fc(width, dropout=dropout)
-    st.fc(_int(num_classes, "num_classes"), act="none")
+    st.fc(check_int(num_classes, "num_classes"), act="none")
     return st.network()
 
 
@@ -233,7 +226,7 @@ def lenet5(
     act = _activation(activation)
     if pool not in ("max", "avg"):
         raise ValueError(f"pool must be 'max' or 'avg', got {pool!r}")
-    size = (8 if small else 32) if input_size is None else _int(input_size, "input_size")
+    size = (8 if small else 32) if input_size is None else check_int(input_size, "input_size")
     st = _Stack(in_channels, size, "lenet5")
     k, p = (3, 1) if small else (5, 0)
     st.conv(6, k, 1, p, act)  # C1
@@ -242,7 +235,7 @@ def lenet5(
     st.pool(2, kind=pool)  # S4
     st.conv(120, st.h, act=act)  # C5: its kernel covers the whole remaining map
     st.fc(84, act)  # F6
-    st.fc(_int(num_classes, "num_classes"), "none")
+    st.fc(check_int(num_classes, "num_classes"), "none")
     return st.network()
 
 
@@ -295,7 +288,7 @@ def alexnet(
     st.pool(pk, 2, pp)
     st.fc(w[5], dropout=dropout)
     st.fc(w[5], dropout=dropout)
-    st.fc(_int(num_classes, "num_classes"), "none")
+    st.fc(check_int(num_classes, "num_classes"), "none")
     return st.network()
 
 
@@ -338,7 +331,7 @@ def zfnet(
     st.pool(3, 2, 1 if small else 0)
     st.fc(fc, dropout=dropout)
     st.fc(fc, dropout=dropout)
-    st.fc(_int(num_classes, "num_classes"), "none")
+    st.fc(check_int(num_classes, "num_classes"), "none")
     return st.network()
 
 
@@ -359,7 +352,7 @@ def _vgg(name: str, num_classes: int, in_channels: int, small: bool, input_size:
     fc = 128 if small else 4096
     st.fc(fc, dropout=dropout)
     st.fc(fc, dropout=dropout)
-    st.fc(_int(num_classes, "num_classes"), "none")
+    st.fc(check_int(num_classes, "num_classes"), "none")
     return st.network()
 
 
@@ -398,7 +391,7 @@ class InceptionBlock(nn.Module):
         super().__init__()
         for name, v in (("in_channels", in_channels), ("c1", c1), ("c3_reduce", c3_reduce), ("c3", c3),
                         ("c5_reduce", c5_reduce), ("c5", c5), ("pool_proj", pool_proj)):  # fmt: skip
-            _int(v, name)
+            check_int(v, name)
         self.in_channels = in_channels
         self.out_channels = c1 + c3 + c5 + pool_proj
         self.branch1 = Conv2d(in_channels, c1, 1, activation="relu")
@@ -470,7 +463,7 @@ def googlenet(
     st.global_avg_pool()
     st.layers += [Flatten(), Dropout(dropout)] if dropout > 0 else [Flatten()]
     st.flat = st.c
-    st.fc(_int(num_classes, "num_classes"), "none")
+    st.fc(check_int(num_classes, "num_classes"), "none")
     return st.network()
 
 
@@ -484,9 +477,9 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, batch_norm: bool = True) -> None:
         super().__init__()
-        _int(in_channels, "in_channels")
-        _int(out_channels, "out_channels")
-        _int(stride, "stride")
+        check_int(in_channels, "in_channels")
+        check_int(out_channels, "out_channels")
+        check_int(stride, "stride")
         bn = batch_norm
         self.conv1 = Conv2d(in_channels, out_channels, 3, stride, 1, bias=not bn, activation="none" if bn else "relu")
         self.bn1 = nn.BatchNorm2d(out_channels) if bn else nn.Identity()
@@ -545,5 +538,5 @@ def resnet18(
             st._shrink(3, stride, 1, f"stage {i + 1} block")
             st.c = w
     st.global_avg_pool()
-    st.fc(_int(num_classes, "num_classes"), "none")
+    st.fc(check_int(num_classes, "num_classes"), "none")
     return st.network()

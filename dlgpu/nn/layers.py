@@ -27,6 +27,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from dlgpu.reference._validate import check_int
+
 from .. import functional as F
 from ..reference._validate import check_activation, check_probability, pair
 from ..reference.locally_connected import locally_connected2d_output_shape
@@ -52,15 +54,6 @@ __all__ = [
 
 
 # ------------------------------------------------------------------ checks
-
-
-def _count(value: object, name: str, minimum: int = 1) -> int:
-    """An int >= minimum (TypeError for a non-int or a bool, ValueError when too small)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _check_fused(activation: str, negative_slope: float) -> float:
@@ -112,8 +105,8 @@ class Linear(nn.Linear):
         activation: str = "none",
         negative_slope: float = 0.01,
     ) -> None:
-        _count(in_features, "in_features")
-        _count(out_features, "out_features")
+        check_int(in_features, "in_features")
+        check_int(out_features, "out_features")
         slope = _check_fused(activation, negative_slope)
         super().__init__(in_features, out_features, bias=bool(bias), device=device, dtype=dtype)
         self.activation, self.negative_slope = activation, slope
@@ -154,9 +147,9 @@ class Conv2d(nn.Conv2d):
         activation: str = "none",
         negative_slope: float = 0.01,
     ) -> None:
-        _count(in_channels, "in_channels")
-        _count(out_channels, "out_channels")
-        _count(groups, "groups")
+        check_int(in_channels, "in_channels")
+        check_int(out_channels, "out_channels")
+        check_int(groups, "groups")
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"groups must divide in_channels and out_channels, got groups={groups}, "
@@ -227,8 +220,8 @@ class LocallyConnected2d(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.in_channels = _count(in_channels, "in_channels")
-        self.out_channels = _count(out_channels, "out_channels")
+        self.in_channels = check_int(in_channels, "in_channels")
+        self.out_channels = check_int(out_channels, "out_channels")
         self.kernel_size = pair(kernel_size, "kernel_size", minimum=1)
         self.input_size = pair(input_size, "input_size", minimum=1)
         self.stride = pair(stride, "stride", minimum=1)

@@ -39,6 +39,8 @@ import torch.nn.functional as TF
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from dlgpu.reference._validate import check_int
+
 from .. import functional as F
 from ..reference._validate import check_choice
 
@@ -49,15 +51,6 @@ _GATES = {"rnn": 1, "forget": 4, "no_forget": 3, "peephole": 4, "cudnn": 3, "cho
 
 State = tuple[Tensor, ...]  # (h,) or (h, c), each [B, H]
 Weights = tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]  # w_ih, w_hh, b_ih, b_hh, w_peep
-
-
-def _count(value: object, name: str, minimum: int = 1) -> int:
-    """An int >= minimum (TypeError for a non-int or a bool, ValueError when too small)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _check_variant(mode: str, variant: str | None) -> str | None:
@@ -163,9 +156,9 @@ class _RecurrentBase(nn.Module):
         super().__init__()
         self.mode = mode
         self.variant = _check_variant(mode, variant)
-        self.input_size = _count(input_size, "input_size")
-        self.hidden_size = _count(hidden_size, "hidden_size")
-        self.num_layers = _count(num_layers, "num_layers")
+        self.input_size = check_int(input_size, "input_size")
+        self.hidden_size = check_int(hidden_size, "hidden_size")
+        self.num_layers = check_int(num_layers, "num_layers")
         if mode == "rnn":
             check_choice(nonlinearity, ("tanh", "relu"), "nonlinearity")
         self.nonlinearity = nonlinearity
@@ -437,8 +430,8 @@ class _CellBase(nn.Module):
         super().__init__()
         self.mode = mode
         self.variant = _check_variant(mode, variant)
-        self.input_size = _count(input_size, "input_size")
-        self.hidden_size = _count(hidden_size, "hidden_size")
+        self.input_size = check_int(input_size, "input_size")
+        self.hidden_size = check_int(hidden_size, "hidden_size")
         if mode == "rnn":
             check_choice(nonlinearity, ("tanh", "relu"), "nonlinearity")
         self.nonlinearity = nonlinearity

@@ -65,6 +65,15 @@ def wrap_triton(kernel: Any) -> Any:
     return torch.library.wrap_triton(kernel)
 
 
+def has_data(t: torch.Tensor) -> bool:
+    """False for the fake/functional tensors of a trace (torch.compile, opcheck): value checks that
+    read a tensor on the host (labels in range, indices in bounds) run only where this is True; a
+    traced graph relies on the kernels' own guards instead."""
+    from torch._subclasses.fake_tensor import is_fake
+
+    return not is_fake(t)
+
+
 def cdiv(a: int, b: int) -> int:
     """ceil(a / b)."""
     return (a + b - 1) // b

@@ -31,11 +31,10 @@ import numpy as np
 import torch
 import triton
 import triton.language as tl
-from torch._subclasses.fake_tensor import is_fake
 
 from ...reference._validate import check_array, check_float, check_positive, check_reduction
 from ...reference.losses import _check_classes, _check_elementwise, _check_signs, _check_unit_interval
-from ._common import autotune_configs, cdiv, next_pow2, prepare, wrap_triton
+from ._common import autotune_configs, cdiv, has_data, next_pow2, prepare, wrap_triton
 
 # ------------------------------------------------------------------------ stand-ins
 # The reference's checks read .shape, .ndim and .dtype (numpy dtypes), min() and max();
@@ -64,7 +63,7 @@ class _Labels(_Spec):
         self._t, self._range = t, None
 
     def _minmax(self) -> tuple[int, int]:
-        if self._range is None and is_fake(self._t):
+        if self._range is None and not has_data(self._t):
             self._range = (0, 0)  # traced: no data to check here; the kernel NaNs a bad label
         if self._range is None:  # one reduction and one host sync for both bounds
             lo, hi = torch.aminmax(self._t)
@@ -402,7 +401,7 @@ def _elementwise(which: tl.constexpr, input: Any, target: Any, reduction: str, d
         LOSS=loss, WRITE_LOSS=none, CHECK=check, BLOCK=block, num_warps=_EW_WARPS,
     )  # fmt: skip
     # one host sync; the reference's check raises its own message (a traced graph has no data to check)
-    if check and not is_fake(bad) and bad.item():
+    if check and has_data(bad) and bad.item():
         _raise_invalid_values(loss, y, target)  # target as given: checked before its cast
         raise ValueError(f"{int(bad.item())} invalid target (or input) values")  # unreachable: same predicates
     if none:

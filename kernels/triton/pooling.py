@@ -31,11 +31,10 @@ import numpy as np
 import torch
 import triton
 import triton.language as tl
-from torch._subclasses.fake_tensor import is_fake
 
 from ...reference._validate import check_float, check_ndim, check_shape
 from ...reference.pooling import IntOrPair, _check_x_shape, _params, pool2d_output_shape
-from ._common import autotune_configs, cdiv, next_pow2, prepare, wrap_triton
+from ._common import autotune_configs, cdiv, has_data, next_pow2, prepare, wrap_triton
 
 __all__ = [
     "pool2d_output_shape",
@@ -287,7 +286,7 @@ def max_pool2d_backward(dy: torch.Tensor, indices: torch.Tensor, x_shape: Sequen
     nc, q = n * c, dy.shape[2] * dy.shape[3]
     if q:
         wrap_triton(_max_pool_bwd_kernel)[_grid(nc, q)](dy, indices, acc, bad, nc, h * w, q)
-        if not is_fake(bad) and bad.item():  # the one host sync: the reference raises on a bad index
+        if has_data(bad) and bad.item():  # the one host sync: the reference raises on a bad index
             lo, hi = torch.aminmax(indices)
             raise ValueError(f"indices must lie in [0, H*W) = [0, {h * w}), got [{lo.item()}, {hi.item()}]")
     return acc.to(dy.dtype)
