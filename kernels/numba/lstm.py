@@ -30,6 +30,7 @@ from .rnn import (
     block_steps,
     preact_into,
     project_block,
+    recurrent_weight_t,
     transpose_into,
     weight_grads,
 )
@@ -158,13 +159,14 @@ def _lstm_bwd_step(dh, d_out_t, has_dout, dc, workspace, t, c0, peep, variant, d
 
 
 @njit(**JIT)
-def _lstm_bwd_kernel(d_output, has_dout, dh, dc, c0, w_hh, workspace, peep, variant, dz, db, dp):
-    """BPTT over the steps; dh, dc enter as d_h_n, d_c_n and leave as dh0, dc0."""
+def _lstm_bwd_kernel(d_output, has_dout, dh, dc, c0, w_hhT, workspace, peep, variant, dz, db, dp):
+    """BPTT over the steps; dh, dc enter as d_h_n, d_c_n and leave as dh0, dc0; w_hhT is W_hh^T
+    (C-contiguous, ``recurrent_weight_t``)."""
     T, B, H = dz.shape[0], dh.shape[0], dh.shape[1]
     dhT = np.empty((H, B), dtype=dh.dtype)  # H,B: W_hh^T dz_t^T
     for t in range(T - 1, -1, -1):
         _lstm_bwd_step(dh, d_output[t if has_dout else 0], has_dout, dc, workspace, t, c0, peep, variant, dz[t], db, dp)
-        np.dot(w_hh.T, dz[t].T, dhT)
+        np.dot(w_hhT, dz[t].T, dhT)
         transpose_into(dhT, dh)
 
 
@@ -245,6 +247,6 @@ def lstm_backward(
     dc = np.zeros((B, H), dtype=dt) if d_c_n is None else prepare(d_c_n, "d_c_n", dt).copy()
     dz = np.empty((T, B, G * H), dtype=dt)
     db, dp = np.zeros(G * H, dtype=dt), np.zeros((3, H), dtype=dt)
-    _lstm_bwd_kernel(d_out, has_dout, dh, dc, c0, w_hh, workspace, peep, _CODE[variant], dz, db, dp)
+    _lstm_bwd_kernel(d_out, has_dout, dh, dc, c0, recurrent_weight_t(w_hh), workspace, peep, _CODE[variant], dz, db, dp)
     dx, dw_ih, dw_hh = weight_grads(dz, x, h0, has_h0, output, w_ih)
     return dx, dh, dc, dw_ih, dw_hh, db, db.copy(), dp if variant == "peephole" else None
