@@ -4,24 +4,19 @@ Elementwise ops are one parallel pass over the flat array, output allocated once
 log_softmax are one parallel pass over rows along the last axis (another axis is moved last by
 the wrapper and back).
 
-exp, tanh and log1p are inline branch-free polynomials here, not numpy's: numba lowers np.exp to a
-scalar libm call (it has no vector math library unless Intel SVML is installed), which keeps every
-loop around it scalar and 3-5x slower than torch. The polynomials vectorize with the loop and are
-accurate to a few ulp in float32 and float64.
+exp, tanh and log1p are the inline branch-free polynomials of ``_math``, not numpy's: numba lowers
+np.exp to a scalar libm call (it has no vector math library unless Intel SVML is installed), which
+keeps every loop around it scalar and 3-5x slower than torch.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic, overload
-from numba.np.numpy_support import as_dtype
+from numba import njit, prange
 
 from ...reference._validate import check_activation, check_float, check_same_shape
 from ._common import JIT, PJIT, prepare
+from ._math import INLINE, _c, _exp, _log1p_unit, _tanh
 
 try:
     from numpy.lib.array_utils import normalize_axis_index  # numpy >= 2
@@ -31,168 +26,6 @@ except ImportError:  # numpy 1.x
 # Epilogue codes shared with the fused linear kernel (kernels take an int, not a string).
 ACT_CODES = {"none": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 NONE, RELU, LEAKY_RELU, SIGMOID, TANH = range(5)
-
-# Math helpers are inlined in numba IR: a call LLVM declines to inline keeps a loop scalar.
-INLINE = dict(JIT, inline="always")
-
-# ------------------------------------------------------------------ scalar math (inlined)
-
-
-def _c(value, like):
-    """``value`` as a constant of the float type of ``like`` (a scalar or an array); numba code
-    only. A bare Python float would promote float32 arithmetic to float64 (numba's typing rule)."""
-    raise NotImplementedError
-
-
-@overload(_c)
-def _c_ovl(value, like):
-    cast = as_dtype(like.dtype if isinstance(like, types.Array) else like).type
-    return lambda value, like: cast(value)
-
-
-@intrinsic
-def _pow2(typingctx, n):
-    """2.0**n from the exponent bits, for n in the normal range: int32 -> float32, int64 -> float64.
-    ldexp would be a libm call, which does not vectorize."""
-    if n == types.int32:
-        sig, bias, shift, fty = types.float32(n), 127, 23, ir.FloatType()
-    elif n == types.int64:
-        sig, bias, shift, fty = types.float64(n), 1023, 52, ir.DoubleType()
-    else:
-        return None
-
-    def codegen(context, builder, signature, args):
-        ity = args[0].type
-        bits = builder.shl(builder.add(args[0], ir.Constant(ity, bias)), ir.Constant(ity, shift))
-        return builder.bitcast(bits, fty)
-
-    return sig, codegen
-
-
-@intrinsic
-def _muladd(typingctx, a, b, c):
-    """a*b + c as one FMA where the CPU has it (llvm.fmuladd): numba without fast-math never
-    contracts, which doubles the cost of a polynomial."""
-    if not (isinstance(a, types.Float) and a == b == c):
-        return None
-
-    def codegen(context, builder, signature, args):
-        ty = args[0].type
-        fn = builder.module.declare_intrinsic("llvm.fmuladd", [ty], ir.FunctionType(ty, [ty] * 3))
-        return builder.call(fn, args)
-
-    return a(a, b, c), codegen
-
-
-def _taylor(dtype, degree):
-    """1/k! for k = degree..0 (Horner order) in ``dtype``."""
-    return tuple(dtype(1.0 / math.factorial(k)) for k in range(degree, -1, -1))
-
-
-def _atanh_series(dtype, terms):
-    """1/(2k+1) for k = terms-1..0 (Horner order): log1p(t) = 2 s sum_k s^2k/(2k+1), s = t/(2+t)."""
-    return tuple(dtype(1.0 / (2 * k + 1)) for k in range(terms - 1, -1, -1))
-
-
-# exp: x = n ln2 + r, |r| <= ln2/2, ln2 split in two (Cody-Waite) so that n*hi is exact;
-# Taylor degree 7 (float32) / 13 (float64) leaves < 0.1 ulp of truncation error on |r| <= 0.35.
-# Below LO the result is 0. Above HI, n = 128 / 1024 builds 2^n = inf from the exponent bits; that
-# overflows from x = 88.4 / 709.4 rather than 88.7 / 709.8, harmless here: every caller passes x <= 0.
-_EXP32 = dict(
-    lo=np.float32(-87.3), hi=np.float32(88.8), log2e=np.float32(1.4426950408889634), half=np.float32(0.5),
-    ln2hi=np.float32(0.693359375), ln2lo=np.float32(-2.12194440e-4), p=_taylor(np.float32, 7),
-    zero=np.float32(0.0), ity=np.int32,
-)  # fmt: skip
-_EXP64 = dict(
-    lo=-708.3, hi=709.9, log2e=1.4426950408889634, half=0.5,
-    ln2hi=0.693145751953125, ln2lo=1.42860682030941723212e-6, p=_taylor(np.float64, 13),
-    zero=0.0, ity=np.int64,
-)  # fmt: skip
-
-# tanh for |x| < 0.625 (Cephes tanhf / tanh); above it (1-t)/(1+t), t = e^-2|x|, has no cancellation.
-_TANH32_P = tuple(np.float32(c) for c in (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2,
-                                          1.33314422036e-1, -3.33332819422e-1))  # fmt: skip
-_TANH64_P = (-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3)
-_TANH64_Q = (1.0, 1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3)
-
-# log1p on [0, 1] only (softplus's log1p(exp(-|x|))): s^2 <= 1/9, so 7 / 16 terms reach 1 ulp.
-_LOG1P32 = _atanh_series(np.float32, 7)
-_LOG1P64 = _atanh_series(np.float64, 16)
-
-
-@njit(**INLINE)
-def _horner(z, coeffs):
-    p = coeffs[0]
-    for i in range(1, len(coeffs)):
-        p = _muladd(p, z, coeffs[i])
-    return p
-
-
-def _make_exp(k):
-    lo, hi, log2e, half, ln2hi, ln2lo = k["lo"], k["hi"], k["log2e"], k["half"], k["ln2hi"], k["ln2lo"]
-    p, zero, ity = k["p"], k["zero"], k["ity"]
-
-    def exp(x):
-        xc = lo if x < lo else x  # comparisons that let NaN through, to the result
-        xc = hi if xc > hi else xc
-        n = np.floor(_muladd(xc, log2e, half))
-        r = _muladd(-n, ln2lo, _muladd(-n, ln2hi, xc))
-        y = _horner(r, p) * _pow2(ity(n))
-        return zero if x < lo else y  # underflow, x = -inf included
-
-    return exp
-
-
-def _exp(x):
-    """exp(x), vectorizable; numba code only (see _EXP32/_EXP64 for its range)."""
-    raise NotImplementedError
-
-
-@overload(_exp)
-def _exp_ovl(x):
-    if x == types.float32:
-        return _make_exp(_EXP32)
-    if x == types.float64:
-        return _make_exp(_EXP64)
-    return None
-
-
-def _log1p_unit(t):
-    """log1p(t) for t in [0, 1] (NaN propagates), vectorizable; numba code only."""
-    raise NotImplementedError
-
-
-@overload(_log1p_unit)
-def _log1p_unit_ovl(t):
-    coeffs = _LOG1P32 if t == types.float32 else _LOG1P64
-
-    def impl(t):
-        s = t / (_c(2.0, t) + t)
-        return _c(2.0, t) * s * _horner(s * s, coeffs)
-
-    return impl
-
-
-def _tanh_small(x):
-    """tanh(x) for |x| < 0.625; numba code only."""
-    raise NotImplementedError
-
-
-@overload(_tanh_small)
-def _tanh_small_ovl(x):
-    if x == types.float32:
-        return lambda x: _muladd(_horner(x * x, _TANH32_P) * (x * x), x, x)
-    return lambda x: _muladd(x * (x * x), _horner(x * x, _TANH64_P) / _horner(x * x, _TANH64_Q), x)
-
-
-@njit(**INLINE)
-def _tanh(x):
-    a = abs(x)
-    t = _exp(_c(-2.0, x) * a)
-    big = (_c(1.0, x) - t) / (_c(1.0, x) + t)
-    big = big if x >= 0 else -big
-    return _tanh_small(x) if a < _c(0.625, x) else big
-
 
 # Per-element activations and their gradients; the *_grad take the forward's input x where
 # the reference does, else its output y (the sign of relu/leaky_relu's output is that of x).

@@ -19,6 +19,7 @@ from numba import njit, prange
 from ...reference._validate import check_array, check_float, check_positive, check_reduction
 from ...reference.losses import _check_classes, _check_elementwise, _check_signs, _check_unit_interval
 from ._common import JIT, PJIT, prepare
+from ._math import _exp, _log, _log1p, _log1p_unit
 
 _CHUNK = 8192  # elements per parallel work item: a chunk's loss buffer stays in L2
 
@@ -169,8 +170,8 @@ def _binary_cross_entropy_fwd_kernel(y, t, loss, grad, scale, write_loss):
         bad = 0
         for j in range(hi - lo):
             p, tj = yc[j], tc[j]
-            log_p = max(np.log(p), floor)  # torch's clamp: y = 0 or 1 costs at most 100
-            log_q = max(np.log1p(-p), floor)
+            log_p = max(_log(p), floor)  # torch's clamp: y = 0 or 1 costs at most 100
+            log_q = max(_log1p(-p), floor)
             lb[j] = -(tj * log_p + (one - tj) * log_q)
             gc[j] = (p - tj) / max(p * (one - p), tiny) * scale
             bad += not (p >= zero and p <= one and tj >= zero and tj <= one)
@@ -194,9 +195,9 @@ def _binary_cross_entropy_with_logits_fwd_kernel(y, t, loss, grad, scale, write_
         bad = 0
         for j in range(hi - lo):
             x, tj = yc[j], tc[j]
-            e = np.exp(-abs(x))  # in (0, 1]: finite for any x, shared by loss and sigmoid
+            e = _exp(-abs(x))  # in (0, 1]: finite for any x, shared by loss and sigmoid
             # max(x, 0) - x t as x (1 - t) or -x t: two non-negative terms, no cancellation in float32
-            lb[j] = (x * (one - tj) if x > zero else -x * tj) + np.log1p(e)
+            lb[j] = (x * (one - tj) if x > zero else -x * tj) + _log1p_unit(e)
             s = one / (one + e) if x >= zero else e / (one + e)
             gc[j] = (s - tj) * scale
             bad += not (tj >= zero and tj <= one)
