@@ -97,12 +97,6 @@ _EXP64 = dict(
     zero=0.0, ity=np.int64,
 )  # fmt: skip
 
-# tanh for |x| < 0.625 (Cephes tanhf / tanh); above it (1-t)/(1+t), t = e^-2|x|, has no cancellation.
-_TANH32_P = tuple(np.float32(c) for c in (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2,
-                                          1.33314422036e-1, -3.33332819422e-1))  # fmt: skip
-_TANH64_P = (-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3)
-_TANH64_Q = (1.0, 1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3)
-
 # log1p on [0, 1] only (softplus's log1p(exp(-|x|))): s^2 <= 1/9, so 7 / 16 terms reach 1 ulp.
 _LOG1P32 = _atanh_series(np.float32, 7)
 _LOG1P64 = _atanh_series(np.float64, 16)
@@ -116,17 +110,41 @@ def _horner(z, coeffs):
     return p
 
 
-def _make_exp(k):
+def _make_exp_parts(k):
     lo, hi, log2e, half, ln2hi, ln2lo = k["lo"], k["hi"], k["log2e"], k["half"], k["ln2hi"], k["ln2lo"]
-    p, zero, ity = k["p"], k["zero"], k["ity"]
+    p, ity = k["p"][:-1], k["ity"]  # 1/k! for k = degree..1: expm1(r) = r * horner(r, p)
 
-    def exp(x):
+    def exp_parts(x):
         xc = lo if x < lo else x  # comparisons that let NaN through, to the result
         xc = hi if xc > hi else xc
         n = np.floor(_muladd(xc, log2e, half))
         r = _muladd(-n, ln2lo, _muladd(-n, ln2hi, xc))
-        y = _horner(r, p) * _pow2(ity(n))
-        return zero if x < lo else y  # underflow, x = -inf included
+        return r * _horner(r, p), _pow2(ity(n))
+
+    return exp_parts
+
+
+def _exp_parts(x):
+    """(q, s) with exp(x) = q s + s: q = expm1(r) on the reduced argument, s = 2^n; numba code only.
+    q s + (s - 1) is then expm1(x) without the cancellation of exp(x) - 1 near 0."""
+    raise NotImplementedError
+
+
+@overload(_exp_parts)
+def _exp_parts_ovl(x):
+    if x == types.float32:
+        return _make_exp_parts(_EXP32)
+    if x == types.float64:
+        return _make_exp_parts(_EXP64)
+    return None
+
+
+def _make_exp(k):
+    lo, zero = k["lo"], k["zero"]
+
+    def exp(x):
+        q, s = _exp_parts(x)
+        return zero if x < lo else _muladd(q, s, s)  # underflow, x = -inf included
 
     return exp
 
@@ -145,43 +163,6 @@ def _exp_ovl(x):
     return None
 
 
-def _log1p_unit(t):
-    """log1p(t) for t in [0, 1] (NaN propagates), vectorizable; numba code only."""
-    raise NotImplementedError
-
-
-@overload(_log1p_unit)
-def _log1p_unit_ovl(t):
-    coeffs = _LOG1P32 if t == types.float32 else _LOG1P64
-
-    def impl(t):
-        s = t / (_c(2.0, t) + t)
-        return _c(2.0, t) * s * _horner(s * s, coeffs)
-
-    return impl
-
-
-def _tanh_small(x):
-    """tanh(x) for |x| < 0.625; numba code only."""
-    raise NotImplementedError
-
-
-@overload(_tanh_small)
-def _tanh_small_ovl(x):
-    if x == types.float32:
-        return lambda x: _muladd(_horner(x * x, _TANH32_P) * (x * x), x, x)
-    return lambda x: _muladd(x * (x * x), _horner(x * x, _TANH64_P) / _horner(x * x, _TANH64_Q), x)
-
-
-@njit(**INLINE)
-def _tanh(x):
-    a = abs(x)
-    t = _exp(_c(-2.0, x) * a)
-    big = (_c(1.0, x) - t) / (_c(1.0, x) + t)
-    big = big if x >= 0 else -big
-    return _tanh_small(x) if a < _c(0.625, x) else big
-
-
 # log: x = m 2^k with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(s), s = (m-1)/(m+1), |s| <= 0.172,
 # so s^2 <= 0.0295 and 5 / 11 series terms leave < 0.1 ulp of truncation; k ln2 with ln2 split in
 # two (hi has trailing zero bits, so k*hi is exact). Subnormal x is scaled into the normal range first.
@@ -193,6 +174,29 @@ _LOG64 = dict(
     tiny=2.2250738585072014e-308, scale=2.0**54, nscale=54.0,
     ln2hi=6.93147180369123816490e-01, ln2lo=1.90821492927058770002e-10, series=_atanh_series(np.float64, 11),
 )  # fmt: skip
+
+
+@intrinsic
+def _split_sqrt2(typingctx, x):
+    """(m, k) with x = m 2^k, m in [sqrt(1/2), sqrt(2)), k as a float of x's type, for a positive
+    normal x: exponent bits shifted out, mantissa re-biased (frexp would be a libm call)."""
+    if x == types.float32:
+        width, mant, one_bits, sqrth_bits = 32, 23, 0x3F800000, 0x3F3504F3
+    elif x == types.float64:
+        width, mant, one_bits, sqrth_bits = 64, 52, 0x3FF0000000000000, 0x3FE6A09E667F3BCD
+    else:
+        return None
+
+    def codegen(context, builder, signature, args):
+        fty, ity = args[0].type, ir.IntType(width)
+        # adding (1.0 - sqrt(1/2))'s bit distance moves mantissas >= sqrt(2)'s into the next binade
+        ix = builder.add(builder.bitcast(args[0], ity), ir.Constant(ity, one_bits - sqrth_bits))
+        k = builder.sub(builder.ashr(ix, ir.Constant(ity, mant)), ir.Constant(ity, one_bits >> mant))
+        mbits = builder.add(builder.and_(ix, ir.Constant(ity, (1 << mant) - 1)), ir.Constant(ity, sqrth_bits))
+        parts = (builder.bitcast(mbits, fty), builder.sitofp(k, fty))
+        return context.make_tuple(builder, signature.return_type, parts)
+
+    return types.UniTuple(x, 2)(x), codegen
 
 
 @intrinsic
@@ -237,30 +241,104 @@ def _make_log(k):
     return log
 
 
+# ------------------------------------------- the functions that divide: numpy's error model
+# Compiled on their own with error_model="numpy" and called through an overload inlined at
+# numba IR level, so LLVM inlines the compiled body into the caller's loop. Inlined as numba IR
+# instead, a division would take the caller's error model, and the kernels keep Python's: its
+# ZeroDivisionError check is a branch out of the loop, which then stays scalar (~10x slower).
+_NUMPY_ERRORS = dict(error_model="numpy")
+
+
+def _register(stub, impls):
+    """Route numba calls of ``stub`` to ``impls[bitwidth]`` (or ``impls[None]`` for any float)."""
+
+    @overload(stub, inline="always")
+    def _ovl(x):
+        if isinstance(x, types.Float):
+            fn = impls.get(x.bitwidth, impls.get(None))
+            return lambda x: fn(x)
+        return None
+
+    return stub
+
+
 def _log(x):
     """log(x) for any float x (0 -> -inf, x < 0 -> NaN, inf and NaN pass), vectorizable; numba code only."""
     raise NotImplementedError
 
 
-@overload(_log)
-def _log_ovl(x):
-    if x == types.float32:
-        return _make_log(_LOG32)
-    if x == types.float64:
-        return _make_log(_LOG64)
-    return None
-
-
-@njit(**INLINE)
 def _log1p(t):
     """log1p(t) for any float t, vectorizable; numba code only.
 
     Goldberg's correction: u = 1 + t rounds, but log(u) * t / (u - 1) cancels that rounding to a
     few ulp; where u rounds to 1, log1p(t) = t to within half an ulp.
     """
+    raise NotImplementedError
+
+
+def _log1p_unit(t):
+    """log1p(t) for t in [0, 1] (NaN propagates), cheaper than _log1p; numba code only."""
+    raise NotImplementedError
+
+
+def _sigmoid(x):
+    """1 / (1 + exp(-x)) for any float x, without overflow; numba code only."""
+    raise NotImplementedError
+
+
+def _tanh(x):
+    """tanh(x) for any float x, from expm1(-2|x|): no cancellation near 0; numba code only."""
+    raise NotImplementedError
+
+
+_register(_log, {32: njit(**_NUMPY_ERRORS)(_make_log(_LOG32)), 64: njit(**_NUMPY_ERRORS)(_make_log(_LOG64))})
+
+
+@njit(**_NUMPY_ERRORS)
+def _log1p_impl(t):
     u = _c(1.0, t) + t
     d = u - _c(1.0, t)
-    small = d == _c(0.0, t)
-    y = _log(u) * (t / (_c(1.0, t) if small else d))  # never 0 / 0: the kernels keep Python's error model
-    y = t if small else y
+    y = _log(u) * (t / d)
+    y = t if d == _c(0.0, t) else y
     return t if t == _c(np.inf, t) else y  # inf / inf would be NaN
+
+
+def _make_log1p_unit(coeffs):
+    def log1p_unit(t):
+        s = t / (_c(2.0, t) + t)
+        return _c(2.0, t) * s * _horner(s * s, coeffs)
+
+    return njit(**_NUMPY_ERRORS)(log1p_unit)
+
+
+@njit(**_NUMPY_ERRORS)
+def _sigmoid_impl(x):
+    e = _exp(-abs(x))  # in (0, 1]: 1/(1+e^-x) for x >= 0, e^x/(1+e^x) below
+    r = _c(1.0, x) / (_c(1.0, x) + e)
+    return r if x >= 0 else e * r
+
+
+@njit(**_NUMPY_ERRORS)
+def _tanh_impl(x):
+    q, s = _exp_parts(_c(-2.0, x) * abs(x))
+    m = _muladd(q, s, s - _c(1.0, x))  # expm1(-2|x|) in (-1, 0]
+    y = -m / (m + _c(2.0, x))
+    return y if x >= 0 else -y
+
+
+_register(_log1p, {None: _log1p_impl})
+_register(_log1p_unit, {32: _make_log1p_unit(_LOG1P32), 64: _make_log1p_unit(_LOG1P64)})
+_register(_sigmoid, {None: _sigmoid_impl})
+_register(_tanh, {None: _tanh_impl})
+
+
+@njit(**INLINE)
+def _dsigmoid(y):
+    """sigmoid' from the output y = sigmoid(x)."""
+    return y * (_c(1.0, y) - y)
+
+
+@njit(**INLINE)
+def _dtanh(y):
+    """tanh' from the output y = tanh(x)."""
+    return _c(1.0, y) - y * y

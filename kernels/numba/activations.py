@@ -16,7 +16,7 @@ from numba import njit, prange
 
 from ...reference._validate import check_activation, check_float, check_same_shape
 from ._common import JIT, PJIT, prepare
-from ._math import INLINE, _c, _exp, _log1p_unit, _tanh
+from ._math import INLINE, _c, _exp, _log1p_unit, _sigmoid, _tanh
 
 try:
     from numpy.lib.array_utils import normalize_axis_index  # numpy >= 2
@@ -39,13 +39,6 @@ def _relu(x):
 @njit(**INLINE)
 def _leaky_relu(x, slope):
     return x if x > 0 else x * slope
-
-
-@njit(**INLINE)
-def _sigmoid(x):
-    e = _exp(-abs(x))  # in (0, 1]: 1/(1+e^-x) for x >= 0, e^x/(1+e^x) below
-    r = _c(1.0, x) / (_c(1.0, x) + e)
-    return r if x >= 0 else e * r
 
 
 @njit(**INLINE)

@@ -34,8 +34,8 @@ from numba import njit, prange
 from ...reference._validate import check_activation, check_float, check_same_shape, check_shape, pair
 from ...reference.conv import _check, conv2d_output_shape
 from ._common import JIT, PJIT, prepare, prepare_optional
-from ._math import _c, _tanh
-from .activations import ACT_CODES, LEAKY_RELU, NONE, RELU, SIGMOID, _sigmoid
+from ._math import _c, _sigmoid, _tanh
+from .activations import ACT_CODES, LEAKY_RELU, NONE, RELU, SIGMOID
 
 __all__ = ["conv2d_backward", "conv2d_forward", "conv2d_output_shape"]
 

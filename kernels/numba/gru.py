@@ -29,7 +29,8 @@ from numba import njit
 from ...reference import gru as _ref
 from ...reference._validate import check_choice
 from ._common import JIT, prepare
-from .rnn import _dsigmoid, _dtanh, _sigmoid, _tanh, as_numpy, input_projection
+from ._math import _dsigmoid, _dtanh, _sigmoid, _tanh
+from .rnn import as_numpy, input_projection
 
 VARIANTS = _ref.VARIANTS
 GATES = _ref.GATES

@@ -20,7 +20,7 @@ from numba import njit, prange
 from ...reference._validate import check_activation, check_same_shape, check_shape
 from ...reference.linear import _check
 from ._common import PJIT, prepare, prepare_optional
-from ._math import _tanh
+from ._math import _sigmoid, _tanh
 from .activations import (
     ACT_CODES,
     LEAKY_RELU,
@@ -31,7 +31,6 @@ from .activations import (
     _leaky_relu_grad,
     _relu,
     _relu_grad,
-    _sigmoid,
     _sigmoid_grad,
     _tanh_grad,
 )

@@ -20,11 +20,8 @@ from numba import njit
 
 from ...reference import lstm as _ref
 from ._common import JIT, prepare
+from ._math import _dsigmoid, _dtanh, _sigmoid, _tanh
 from .rnn import (
-    _dsigmoid,
-    _dtanh,
-    _sigmoid,
-    _tanh,
     as_numpy,
     bias_sum,
     block_steps,

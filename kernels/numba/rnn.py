@@ -7,127 +7,25 @@ inside a compiled kernel so no step pays Python overhead. BPTT mirrors it: one f
 one GEMM per step, then dx and the weight gradients as single GEMMs over all steps. The
 readout is the numba linear layer applied along the sequence.
 
-This file also holds what the recurrent families share: the vectorisable transcendentals
-(``_sigmoid``, ``_tanh``; numba's math.exp/math.tanh are scalar libm calls without SVML,
-~10x slower than the polynomials below, which LLVM turns into SIMD loops), the per-step
-transpose, the blocked input projection and the weight-gradient GEMMs.
+This file also holds what the recurrent families share: the per-step transpose, the blocked
+input projection and the weight-gradient GEMMs; the gate nonlinearities are the vectorisable
+ones of ``_math`` (numba's math.exp/math.tanh are scalar libm calls without SVML, ~10x slower).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from numba import njit
 
 from ...reference import rnn as _ref
 from ...reference._validate import check_choice, check_float, check_ndim
 from ._common import JIT, prepare
+from ._math import _dtanh, _tanh
 from .linear import linear_backward, linear_forward
 
 NONLINEARITIES = _ref.NONLINEARITIES
-
-# ------------------------------------------------------------- vectorisable math
-# exp(x) for x <= 0 as (1 + q) * 2^n, |r| <= ln2/2 after Cody-Waite reduction; 2^n is
-# built in the exponent bits. ~1 ulp in float32 (Cephes expf polynomial) and float64
-# (degree-13 Taylor, Estrin-ordered so the dependency chain stays short for SIMD).
-
-_F32 = np.float32
-_LO32, _LOG2E32, _HALF32 = _F32(-87.0), _F32(1.4426950408889634), _F32(0.5)
-_LN2HI32, _LN2LO32 = _F32(0.693359375), _F32(-2.12194440e-4)
-_P32 = tuple(
-    _F32(c)
-    for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
-)
-_LN2HI64, _LN2LO64 = 6.93145751953125e-1, 1.42860682030941723212e-6
-_K = tuple(1.0 / math.factorial(k) for k in range(14))
-
-
-@njit
-def _reduce32(x):  # -> (q, 2^n) with exp(x) = q 2^n + 2^n
-    x = max(x, _LO32)  # keeps 2^n a normal number; NaN passes through (max returns x)
-    n = np.floor(x * _LOG2E32 + _HALF32)
-    r = x - n * _LN2HI32 - n * _LN2LO32
-    p0, p1, p2, p3, p4, p5 = _P32
-    q = (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5) * (r * r) + r
-    return q, np.int32((np.int32(n) + np.int32(127)) << np.int32(23)).view(np.float32)
-
-
-@njit
-def _reduce64(x):
-    x = max(x, -708.0)
-    n = np.floor(x * 1.4426950408889634 + 0.5)
-    r = x - n * _LN2HI64 - n * _LN2LO64
-    k = _K
-    r2 = r * r
-    r4 = r2 * r2
-    hi = ((k[8] + k[9] * r) + r2 * (k[10] + k[11] * r)) + r4 * (k[12] + k[13] * r)
-    q = (r + r2 * (k[2] + k[3] * r)) + r4 * (((k[4] + k[5] * r) + r2 * (k[6] + k[7] * r)) + r4 * hi)
-    return q, np.int64((np.int64(n) + np.int64(1023)) << np.int64(52)).view(np.float64)
-
-
-def _make_math(one, reduce):
-    """The scalar functions for one float type: every constant has that type, so float32
-    stays float32 (a Python literal would promote the arithmetic to float64). Compiled with
-    numpy's error model: a Python-style ZeroDivisionError check would stop vectorisation."""
-    two = one + one
-
-    def sigmoid(z):
-        q, s = reduce(-abs(z))
-        e = q * s + s  # exp(-|z|) in (0, 1]: never overflows
-        y = one / (one + e)
-        return y if z >= 0 else e * y
-
-    def tanh(z):
-        q, s = reduce(-two * abs(z))
-        m = q * s + (s - one)  # expm1(-2|z|) in (-1, 0], exact near 0 (no 1 - e cancellation)
-        y = -m / (m + two)
-        return y if z >= 0 else -y
-
-    def dsigmoid(z):  # sigma' from the output z = sigma(.)
-        return z * (one - z)
-
-    def dtanh(z):  # tanh' from the output z = tanh(.)
-        return one - z * z
-
-    fns = {"sigmoid": sigmoid, "tanh": tanh, "dsigmoid": dsigmoid, "dtanh": dtanh}
-    return {k: njit(error_model="numpy")(f) for k, f in fns.items()}
-
-
-_MATH = {32: _make_math(np.float32(1), _reduce32), 64: _make_math(1.0, _reduce64)}
-
-
-def _sigmoid(z):  # stubs: compiled per float type through the overloads below
-    raise NotImplementedError
-
-
-def _tanh(z):
-    raise NotImplementedError
-
-
-def _dsigmoid(z):
-    raise NotImplementedError
-
-
-def _dtanh(z):
-    raise NotImplementedError
-
-
-def _register(stub, name):
-    # a one-call body inlined at the numba IR level; LLVM then inlines the callee into the
-    # kernel's loop and vectorises it
-    @overload(stub, inline="always")
-    def _impl(z):
-        if isinstance(z, types.Float):
-            fn = _MATH[z.bitwidth][name]
-            return lambda z: fn(z)
-
-
-for _stub, _name in ((_sigmoid, "sigmoid"), (_tanh, "tanh"), (_dsigmoid, "dsigmoid"), (_dtanh, "dtanh")):
-    _register(_stub, _name)
-
 
 # ------------------------------------------------------------------ shared pieces
 

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("numba")
 from numba import njit  # noqa: E402
 
-from dlgpu.kernels.numba._math import _exp, _log, _log1p, _log1p_unit, _tanh  # noqa: E402
+from dlgpu.kernels.numba._math import _exp, _log, _log1p, _log1p_unit, _sigmoid, _tanh  # noqa: E402
 
 WIDE = {np.float32: np.float64, np.float64: np.longdouble}
 DTYPES = [np.float32, np.float64]
@@ -32,9 +32,13 @@ def _vectorized(fn):
     return run
 
 
-FUNCS = {"exp": _vectorized(_exp), "log": _vectorized(_log), "log1p": _vectorized(_log1p),
-         "log1p_unit": _vectorized(_log1p_unit), "tanh": _vectorized(_tanh)}  # fmt: skip
-NUMPY = {"exp": np.exp, "log": np.log, "log1p": np.log1p, "log1p_unit": np.log1p, "tanh": np.tanh}
+FUNCS = {
+    name: _vectorized(fn)
+    for name, fn in (("exp", _exp), ("log", _log), ("log1p", _log1p), ("log1p_unit", _log1p_unit),
+                     ("tanh", _tanh), ("sigmoid", _sigmoid))
+}  # fmt: skip
+NUMPY = {"exp": np.exp, "log": np.log, "log1p": np.log1p, "log1p_unit": np.log1p, "tanh": np.tanh,
+         "sigmoid": lambda x: 1 / (1 + np.exp(-x))}  # fmt: skip
 
 
 def _ulps(got, x, name, dtype):
@@ -61,14 +65,16 @@ def _inputs(name, dtype, rng):
     elif name == "exp":
         lo = -87.0 if dtype == np.float32 else -708.0
         x = np.concatenate([rng.uniform(lo, 88.0 if dtype == np.float32 else 709.0, 20000), [0.0, -0.0, lo]])
-    else:  # tanh
+    else:  # tanh, sigmoid
         x = np.concatenate([rng.uniform(-20, 20, 20000), rng.uniform(-1, 1, 5000) * 1e-3, [0.0, 0.625, -0.625]])
+        if name == "sigmoid":
+            x = np.concatenate([x, rng.uniform(-80, 80, 5000), [-1e4, 1e4]])
     return x.astype(dtype)
 
 
 # ulp bounds: what these polynomials reach, with a little headroom (the float32 tolerance of the
 # op table is far looser; these catch a wrong coefficient or a lost correction term)
-BOUND = {"exp": 2, "log": 2, "log1p": 4, "log1p_unit": 3, "tanh": 3}
+BOUND = {"exp": 2, "log": 2, "log1p": 4, "log1p_unit": 3, "tanh": 3, "sigmoid": 3}
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -93,6 +99,13 @@ def test_log1p_edges(dtype):
     got = FUNCS["log1p"](x)
     want = np.array([0.0, -np.inf, np.nan, np.nan, np.inf, np.nan, 1e-30], dtype=dtype)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_sigmoid_tanh_edges(dtype):
+    x = np.array([-np.inf, np.inf, np.nan, 0.0, -0.0], dtype=dtype)
+    np.testing.assert_array_equal(FUNCS["sigmoid"](x), np.array([0.0, 1.0, np.nan, 0.5, 0.5], dtype=dtype))
+    np.testing.assert_array_equal(FUNCS["tanh"](x), np.array([-1.0, 1.0, np.nan, 0.0, -0.0], dtype=dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
