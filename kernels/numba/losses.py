@@ -53,17 +53,6 @@ def _sum64(a):
     return s
 
 
-@njit(**_SUM_JIT)
-def _mul_sum64(a, b):
-    """a *= b; return the float64 sum of the new a."""
-    s = 0.0
-    for j in range(a.size):
-        e = a[j] * b[j]
-        a[j] = e
-        s += e
-    return s
-
-
 @njit(**JIT)
 def _row_max(a):
     # eight scalar chains: LLVM vectorizes these, not a one-variable max loop (no fast-math needed)
@@ -83,42 +72,16 @@ def _row_max(a):
     return max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
 
 
-@njit(**JIT)
-def _shifted_exp(yr, m, out, bits):
-    """out = exp(yr - m) (every argument <= 0) and return its float64 sum.
-
-    libm's exp is a scalar call; this one vectorizes: exp(x) = 2^k exp(r), x = k ln2 + r,
-    |r| <= ln2/2 (ln2 split in two so that k ln2hi is exact), exp(r) by its Taylor
-    polynomial (degree 7 in float32, 11 in float64: truncation < 0.1 ulp), 2^k built as
-    the float's bit pattern in ``bits`` (an integer buffer of the float's width) and read
-    back through a float view. x below the smallest normal's log (-inf included) gives
-    exactly 0; a NaN x gives NaN (its bits are 0, and NaN * 0 = NaN).
-    """
-    dt = yr.dtype.type
-    zero, half, one = dt(0.0), dt(0.5), dt(1.0)
-    log2e, ln2hi, ln2lo = dt(1.4426950408889634), dt(0.693145751953125), dt(1.4286068203094173e-06)
-    c2, c3, c4, c5, c6, c7 = dt(1 / 2), dt(1 / 6), dt(1 / 24), dt(1 / 120), dt(1 / 720), dt(1 / 5040)
-    if yr.itemsize == 4:
-        mant, bias, lo = dt(8388608.0), dt(1065353216.0), dt(-87.3)  # 2^23, 127 * 2^23
-        for j in range(yr.size):
-            x = yr[j] - m
-            xc = lo if x < lo else x  # keeps -inf out of the reduction (-inf + inf = NaN), lets NaN through
-            kf = np.floor(xc * log2e + half)
-            r = (xc - kf * ln2hi) - kf * ln2lo
-            out[j] = one + r * (one + r * (c2 + r * (c3 + r * (c4 + r * (c5 + r * (c6 + r * c7))))))
-            bits[j] = kf * mant + bias if x >= lo else zero
-    else:
-        mant, bias, lo = dt(4503599627370496.0), dt(4607182418800017408.0), dt(-708.3)  # 2^52, 1023 * 2^52
-        c8, c9, c10, c11 = dt(1 / 40320), dt(1 / 362880), dt(1 / 3628800), dt(1 / 39916800)
-        for j in range(yr.size):
-            x = yr[j] - m
-            xc = lo if x < lo else x  # keeps -inf out of the reduction (-inf + inf = NaN), lets NaN through
-            kf = np.floor(xc * log2e + half)
-            r = (xc - kf * ln2hi) - kf * ln2lo
-            p = c5 + r * (c6 + r * (c7 + r * (c8 + r * (c9 + r * (c10 + r * c11)))))
-            out[j] = one + r * (one + r * (c2 + r * (c3 + r * (c4 + r * p))))
-            bits[j] = kf * mant + bias if x >= lo else zero
-    return _mul_sum64(out, bits.view(yr.dtype))
+@njit(**_SUM_JIT)
+def _shifted_exp(yr, m, out):
+    """out = exp(yr - m) and return its float64 sum (the vectorizable exp of ``_math``: 0 for -inf,
+    NaN for NaN)."""
+    t = 0.0
+    for j in range(yr.size):
+        e = _exp(yr[j] - m)
+        out[j] = e
+        t += e
+    return t
 
 
 # ------------------------------------------------------------ elementwise kernels
@@ -271,21 +234,18 @@ def _pseudo_huber_loss_fwd_kernel(y, t, loss, grad, scale, write_loss, delta, de
 
 
 @njit(**PJIT)
-def _cross_entropy_fwd_kernel(y, t, rows, grad, scale, ibits):
+def _cross_entropy_fwd_kernel(y, t, rows, grad, scale):
     n, k = y.shape
-    rb = 16  # rows per work item: one bits scratch per item
-    for b in prange((n + rb - 1) // rb):
-        bits = np.empty(k, ibits.dtype)
-        for i in range(b * rb, min(n, (b + 1) * rb)):
-            yr, g = y[i], grad[i]
-            m = _row_max(yr)
-            s = _shifted_exp(yr, m, g, bits)  # g = exp(y - m), the row still in L1 for the next pass
-            inv = y.dtype.type(scale / s)
-            for j in range(k):
-                g[j] *= inv
-            ti = t[i]
-            g[ti] -= scale
-            rows[i] = np.log(s) - (yr[ti] - m)
+    for i in prange(n):
+        yr, g = y[i], grad[i]
+        m = _row_max(yr)
+        s = _shifted_exp(yr, m, g)  # g = exp(y - m), the row still in L1 for the next pass
+        inv = y.dtype.type(scale / s)
+        for j in range(k):
+            g[j] *= inv
+        ti = t[i]
+        g[ti] -= scale
+        rows[i] = np.log(s) - (yr[ti] - m)
 
 
 @njit(**PJIT)
@@ -477,8 +437,7 @@ def cross_entropy_forward(
 ) -> tuple[np.ndarray, np.ndarray]:
     """L_n = logsumexp(y_n) - y_{n,t_n}, dL_n/dy_n = softmax(y_n) - onehot(t_n) (see dlgpu.reference.losses)."""
     y, t, rows, grad, scale = _classes(input, target, reduction)
-    ibits = np.empty(0, np.int32 if y.dtype == np.float32 else np.int64)  # the float's width, for 2^k
-    _cross_entropy_fwd_kernel(y, t, rows, grad, scale, ibits)
+    _cross_entropy_fwd_kernel(y, t, rows, grad, scale)
     return _classes_result(rows, grad, reduction)
 
 
