@@ -11,66 +11,11 @@ import torch
 from dlgpu.kernels.numba import losses as K
 from dlgpu.reference import losses as R
 from dlgpu.testing import assert_close, labels, randn, signs, uniform
+from dlgpu.testing.loss_inputs import LOSSES, logits_classes, regression_inputs
 
 DTYPES = [np.float32, np.float64]
 REDUCTIONS = ("mean", "sum", "none")
 OP = "losses"
-
-# ------------------------------------------------------------------ input makers
-# Each returns (input, target, hyperparameters) in float64 (int64 class indices), every
-# input at least 0.05 away from the loss's kinks so float32 rounding cannot flip a subgradient.
-
-
-def _hinge_inputs(shape, gen):
-    t = signs(shape, gen)
-    z = randn(shape, gen, min_abs=0.05)  # z = 1 - y t
-    return (1 - z) * t, t, {}
-
-
-def _bce_inputs(shape, gen):
-    return uniform(shape, gen, 0.05, 0.95), uniform(shape, gen, 0.0, 1.0), {}
-
-
-def _logit_inputs(shape, gen):
-    return randn(shape, gen, scale=3.0), uniform(shape, gen, 0.0, 1.0), {}
-
-
-def _margin_inputs(shape, gen):
-    n, k = shape
-    t = labels(n, k, gen)
-    base = randn((n, 1), gen, scale=2.0)
-    y = base - 1 + randn((n, k), gen, min_abs=0.05)  # z_j = 1 - (y_t - y_j), |z_j| >= 0.05
-    y[np.arange(n), t] = base[:, 0]
-    return y, t, {}
-
-
-def _logits_classes(shape, gen):
-    return randn(shape, gen, scale=3.0), labels(shape[0], shape[1], gen), {}
-
-
-def _regression_inputs(shape, gen):
-    t = randn(shape, gen)
-    return t + randn(shape, gen, min_abs=0.05), t, {}  # |y - t| >= 0.05: away from l1's kink
-
-
-def _huber_inputs(shape, gen):
-    y, t, _ = _regression_inputs(shape, gen)
-    return y, t, {"delta": float(gen.uniform(0.3, 3.0))}
-
-
-LOSSES = {
-    # name: (function name, input maker, K-class?)
-    "hinge": ("hinge_loss_forward", _hinge_inputs, False),
-    "squared_hinge": ("squared_hinge_loss_forward", _hinge_inputs, False),
-    "binary_cross_entropy": ("binary_cross_entropy_forward", _bce_inputs, False),
-    "binary_cross_entropy_with_logits": ("binary_cross_entropy_with_logits_forward", _logit_inputs, False),
-    "multiclass_hinge": ("multiclass_hinge_loss_forward", _margin_inputs, True),
-    "multiclass_squared_hinge": ("multiclass_squared_hinge_loss_forward", _margin_inputs, True),
-    "cross_entropy": ("cross_entropy_forward", _logits_classes, True),
-    "mse": ("mse_loss_forward", _regression_inputs, False),
-    "l1": ("l1_loss_forward", _regression_inputs, False),
-    "pseudo_huber": ("pseudo_huber_loss_forward", _huber_inputs, False),
-}
 
 
 def f64(a):
@@ -144,11 +89,11 @@ def test_binary_cross_entropy_logit_and_probability_edges(dtype, gen):
 
 
 def test_nan_propagates_like_reference(gen):
-    y, t, _ = _logits_classes((4, 7), gen)
+    y, t, _ = logits_classes((4, 7), gen)
     y[1, 3] = np.nan
     loss, grad = K.cross_entropy_forward(y, t, "none")
     assert np.isnan(loss[1]) and np.all(np.isnan(grad[1])) and np.all(np.isfinite(grad[[0, 2, 3]]))
-    x, r, _ = _regression_inputs((3, 4), gen)
+    x, r, _ = regression_inputs((3, 4), gen)
     x[2, 1] = np.nan
     for fn in ("mse_loss_forward", "l1_loss_forward", "pseudo_huber_loss_forward"):
         loss, grad = getattr(K, fn)(x, r, "none")
@@ -168,7 +113,7 @@ def test_noncontiguous_torch_and_mixed_dtype_inputs(gen):
     for got in (K.mse_loss_forward(y, target, "none"), K.mse_loss_forward(torch.from_numpy(base).T, target, "none")):
         assert_close(got[0], want[0], op=OP)
         assert_close(got[1], want[1], op=OP)
-    logits, t, _ = _logits_classes((7, 5), gen)
+    logits, t, _ = logits_classes((7, 5), gen)
     got = K.cross_entropy_forward(torch.from_numpy(logits), torch.from_numpy(t).int(), "sum")
     want = R.cross_entropy_forward(logits, t, "sum")
     assert_close(got[0], want[0], op=OP)

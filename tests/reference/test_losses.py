@@ -8,53 +8,18 @@ import torch
 import torch.nn.functional as F
 
 from dlgpu.reference import losses as Lo
-from dlgpu.testing import Tolerance, assert_close, check_gradients, labels, randn, signs, uniform
+from dlgpu.testing import Tolerance, assert_close, check_gradients, randn, signs, uniform
+from dlgpu.testing.loss_inputs import (
+    bce_inputs,
+    hinge_inputs,
+    huber_inputs,
+    logit_inputs,
+    logits_classes,
+    margin_inputs,
+    regression_inputs,
+)
 
 REDUCTIONS = ("mean", "sum", "none")
-
-# ------------------------------------------------------------------ input makers
-# Each returns (input, target, hyperparameters), with every input at least 0.05 away
-# from the loss's kinks so that central differences see a smooth function.
-
-
-def _hinge_inputs(shape, gen):
-    t = signs(shape, gen)
-    z = randn(shape, gen, min_abs=0.05)  # z = 1 - y t, |z| >= 0.05
-    return (1 - z) * t, t, {}  # t^2 = 1, so y t = 1 - z
-
-
-def _bce_inputs(shape, gen):
-    return uniform(shape, gen, 0.05, 0.95), uniform(shape, gen, 0.0, 1.0), {}
-
-
-def _logit_inputs(shape, gen):
-    return randn(shape, gen, scale=3.0), uniform(shape, gen, 0.0, 1.0), {}
-
-
-def _class_inputs(shape, gen):
-    n, k = shape
-    t = labels(n, k, gen)
-    base = randn((n, 1), gen, scale=2.0)
-    z = randn((n, k), gen, min_abs=0.05)  # z_j = 1 - (y_t - y_j), |z_j| >= 0.05
-    y = base - 1 + z
-    y[np.arange(n), t] = base[:, 0]
-    return y, t, {}
-
-
-def _logits_classes(shape, gen):
-    n, k = shape
-    return randn(shape, gen, scale=2.0), labels(n, k, gen), {}
-
-
-def _regression_inputs(shape, gen):
-    t = randn(shape, gen)
-    return t + randn(shape, gen, min_abs=0.05), t, {}  # |y - t| >= 0.05: away from l1's kink
-
-
-def _huber_inputs(shape, gen):
-    y, t, _ = _regression_inputs(shape, gen)
-    return y, t, {"delta": float(gen.uniform(0.3, 3.0))}
-
 
 # --------------------------------------------------------------- torch versions
 
@@ -83,31 +48,31 @@ def _t_multi_margin(p):
 
 LOSSES = {
     # name: (our forward, torch version (input, target, reduction, **hyper), input maker, K-class?)
-    "hinge": (Lo.hinge_loss_forward, _t_hinge, _hinge_inputs, False),
-    "squared_hinge": (Lo.squared_hinge_loss_forward, _t_squared_hinge, _hinge_inputs, False),
+    "hinge": (Lo.hinge_loss_forward, _t_hinge, hinge_inputs, False),
+    "squared_hinge": (Lo.squared_hinge_loss_forward, _t_squared_hinge, hinge_inputs, False),
     "binary_cross_entropy": (
         Lo.binary_cross_entropy_forward,
         lambda y, t, r: F.binary_cross_entropy(y, t, reduction=r),
-        _bce_inputs,
+        bce_inputs,
         False,
     ),
     "binary_cross_entropy_with_logits": (
         Lo.binary_cross_entropy_with_logits_forward,
         lambda y, t, r: F.binary_cross_entropy_with_logits(y, t, reduction=r),
-        _logit_inputs,
+        logit_inputs,
         False,
     ),
-    "multiclass_hinge": (Lo.multiclass_hinge_loss_forward, _t_multi_margin(1), _class_inputs, True),
-    "multiclass_squared_hinge": (Lo.multiclass_squared_hinge_loss_forward, _t_multi_margin(2), _class_inputs, True),
+    "multiclass_hinge": (Lo.multiclass_hinge_loss_forward, _t_multi_margin(1), margin_inputs, True),
+    "multiclass_squared_hinge": (Lo.multiclass_squared_hinge_loss_forward, _t_multi_margin(2), margin_inputs, True),
     "cross_entropy": (
         Lo.cross_entropy_forward,
         lambda y, t, r: F.cross_entropy(y, t, reduction=r),
-        _logits_classes,
+        logits_classes,
         True,
     ),
-    "mse": (Lo.mse_loss_forward, lambda y, t, r: F.mse_loss(y, t, reduction=r), _regression_inputs, False),
-    "l1": (Lo.l1_loss_forward, lambda y, t, r: F.l1_loss(y, t, reduction=r), _regression_inputs, False),
-    "pseudo_huber": (Lo.pseudo_huber_loss_forward, _t_pseudo_huber, _huber_inputs, False),
+    "mse": (Lo.mse_loss_forward, lambda y, t, r: F.mse_loss(y, t, reduction=r), regression_inputs, False),
+    "l1": (Lo.l1_loss_forward, lambda y, t, r: F.l1_loss(y, t, reduction=r), regression_inputs, False),
+    "pseudo_huber": (Lo.pseudo_huber_loss_forward, _t_pseudo_huber, huber_inputs, False),
 }
 
 
@@ -197,7 +162,7 @@ def test_extreme_logits(name, reduction, gen):
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_loss_backward_scales_saved_gradient(reduction, gen):
-    y, t, _ = _logits_classes((5, 3), gen)
+    y, t, _ = logits_classes((5, 3), gen)
     _, grad = Lo.cross_entropy_forward(y, t, reduction)
     if reduction == "none":
         g = randn((5,), gen)
@@ -208,7 +173,7 @@ def test_loss_backward_scales_saved_gradient(reduction, gen):
     got = Lo.loss_backward(g, grad, reduction)
     assert got.shape == grad.shape
     assert_close(got, want, name="K-class")
-    x, r, _ = _regression_inputs((3, 4), gen)
+    x, r, _ = regression_inputs((3, 4), gen)
     _, grad = Lo.mse_loss_forward(x, r, reduction)
     g = randn((3, 4), gen) if reduction == "none" else np.asarray(gen.uniform(-2.0, 2.0))
     assert_close(Lo.loss_backward(g, grad, reduction), g * grad, name="elementwise")

@@ -11,67 +11,19 @@ import torch
 from dlgpu.kernels.triton import losses as K
 from dlgpu.reference import losses as R
 from dlgpu.testing import assert_close, labels, randn, signs, uniform
+from dlgpu.testing.loss_inputs import (
+    LOSSES,
+    huber_inputs,
+    logit_inputs,
+    logits_classes,
+    margin_inputs,
+    regression_inputs,
+)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 REDUCTIONS = ("mean", "sum", "none")
 OP = "losses"
-
-# ------------------------------------------------------------------ input makers
-# Each returns (input, target, hyperparameters) in float64 (int64 class indices), every
-# input at least 0.05 away from the loss's kinks so rounding cannot flip a subgradient.
-
-
-def _hinge_inputs(shape, gen):
-    t = signs(shape, gen)
-    z = randn(shape, gen, min_abs=0.05)  # z = 1 - y t
-    return (1 - z) * t, t, {}
-
-
-def _bce_inputs(shape, gen):
-    return uniform(shape, gen, 0.05, 0.95), uniform(shape, gen, 0.0, 1.0), {}
-
-
-def _logit_inputs(shape, gen):
-    return randn(shape, gen, scale=3.0), uniform(shape, gen, 0.0, 1.0), {}
-
-
-def _margin_inputs(shape, gen):
-    n, k = shape
-    t = labels(n, k, gen)
-    base = randn((n, 1), gen, scale=2.0)
-    y = base - 1 + randn((n, k), gen, min_abs=0.05)  # z_j = 1 - (y_t - y_j), |z_j| >= 0.05
-    y[np.arange(n), t] = base[:, 0]
-    return y, t, {}
-
-
-def _logits_classes(shape, gen):
-    return randn(shape, gen, scale=3.0), labels(shape[0], shape[1], gen), {}
-
-
-def _regression_inputs(shape, gen):
-    t = randn(shape, gen)
-    return t + randn(shape, gen, min_abs=0.05), t, {}  # |y - t| >= 0.05: away from l1's kink
-
-
-def _huber_inputs(shape, gen):
-    y, t, _ = _regression_inputs(shape, gen)
-    return y, t, {"delta": float(gen.uniform(0.3, 3.0))}
-
-
-LOSSES = {
-    # name: (function name, input maker, K-class?)
-    "hinge": ("hinge_loss_forward", _hinge_inputs, False),
-    "squared_hinge": ("squared_hinge_loss_forward", _hinge_inputs, False),
-    "binary_cross_entropy": ("binary_cross_entropy_forward", _bce_inputs, False),
-    "binary_cross_entropy_with_logits": ("binary_cross_entropy_with_logits_forward", _logit_inputs, False),
-    "multiclass_hinge": ("multiclass_hinge_loss_forward", _margin_inputs, True),
-    "multiclass_squared_hinge": ("multiclass_squared_hinge_loss_forward", _margin_inputs, True),
-    "cross_entropy": ("cross_entropy_forward", _logits_classes, True),
-    "mse": ("mse_loss_forward", _regression_inputs, False),
-    "l1": ("l1_loss_forward", _regression_inputs, False),
-    "pseudo_huber": ("pseudo_huber_loss_forward", _huber_inputs, False),
-}
 
 
 def _dev(a: np.ndarray, dtype: torch.dtype | None) -> torch.Tensor:
@@ -164,11 +116,11 @@ def test_binary_cross_entropy_logit_and_probability_edges(dname, gen):
 
 
 def test_nan_propagates_like_reference(gen):
-    y, t, _ = _logits_classes((4, 7), gen)
+    y, t, _ = logits_classes((4, 7), gen)
     y[1, 3] = np.nan
     loss, grad = K.cross_entropy_forward(_dev(y, torch.float32), _dev(t, None), "none")
     assert torch.isnan(loss[1]) and torch.all(torch.isnan(grad[1])) and torch.all(torch.isfinite(grad[[0, 2, 3]]))
-    x, r, _ = _regression_inputs((3, 4), gen)
+    x, r, _ = regression_inputs((3, 4), gen)
     x[2, 1] = np.nan
     for fn in ("mse_loss_forward", "l1_loss_forward", "pseudo_huber_loss_forward"):
         loss, grad = getattr(K, fn)(_dev(x, torch.float32), _dev(r, torch.float32), "none")
@@ -179,7 +131,7 @@ def test_nan_propagates_like_reference(gen):
 
 
 def test_reduced_loss_is_deterministic(gen):
-    y, t, _ = _logit_inputs((5, 3001), gen)
+    y, t, _ = logit_inputs((5, 3001), gen)
     yt, tt = _dev(y, torch.float32), _dev(t, torch.float32)
     first = K.binary_cross_entropy_with_logits_forward(yt, tt, "sum")
     again = K.binary_cross_entropy_with_logits_forward(yt, tt, "sum")
@@ -196,7 +148,7 @@ def test_views_mixed_dtypes_and_scalar_kinds(gen):
     want = R.mse_loss_forward(_f64(y), _f64(_dev(target, torch.float32)), "none")
     assert_close(got[0], want[0], op=OP, dtype="float32")
     assert_close(got[1], want[1], op=OP, dtype="float32")
-    logits, t, _ = _logits_classes((7, 5), gen)
+    logits, t, _ = logits_classes((7, 5), gen)
     got = K.cross_entropy_forward(_dev(logits, torch.float32), _dev(t, None).int(), "sum")  # int32 labels
     want = R.cross_entropy_forward(_f64(_dev(logits, torch.float32)), t, "sum")
     assert_close(got[0], want[0], op=OP, dtype="float32")
@@ -287,7 +239,7 @@ def test_bad_input_raises_like_reference(gen):
 def test_realistic_shapes_on_gpu(dname, gen):
     # a language-model head (cross-entropy over 32000 classes: the chunked path), an image
     # classifier's margins, and a dense per-pixel BCE with logits
-    check_loss("cross_entropy", *_logits_classes((512, 32000), gen), dname, gen)
-    check_loss("multiclass_hinge", *_margin_inputs((2048, 1000), gen), dname, gen)
-    check_loss("binary_cross_entropy_with_logits", *_logit_inputs((16, 1, 256, 256), gen), dname, gen)
-    check_loss("pseudo_huber", *_huber_inputs((1 << 20,), gen), dname, gen)
+    check_loss("cross_entropy", *logits_classes((512, 32000), gen), dname, gen)
+    check_loss("multiclass_hinge", *margin_inputs((2048, 1000), gen), dname, gen)
+    check_loss("binary_cross_entropy_with_logits", *logit_inputs((16, 1, 256, 256), gen), dname, gen)
+    check_loss("pseudo_huber", *huber_inputs((1 << 20,), gen), dname, gen)
