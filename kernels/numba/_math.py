@@ -199,29 +199,6 @@ def _split_sqrt2(typingctx, x):
     return types.UniTuple(x, 2)(x), codegen
 
 
-@intrinsic
-def _split_sqrt2(typingctx, x):
-    """(m, k) with x = m 2^k, m in [sqrt(1/2), sqrt(2)), k as a float of x's type, for a positive
-    normal x: exponent bits shifted out, mantissa re-biased (frexp would be a libm call)."""
-    if x == types.float32:
-        width, mant, one_bits, sqrth_bits = 32, 23, 0x3F800000, 0x3F3504F3
-    elif x == types.float64:
-        width, mant, one_bits, sqrth_bits = 64, 52, 0x3FF0000000000000, 0x3FE6A09E667F3BCD
-    else:
-        return None
-
-    def codegen(context, builder, signature, args):
-        fty, ity = args[0].type, ir.IntType(width)
-        # adding (1.0 - sqrt(1/2))'s bit distance moves mantissas >= sqrt(2)'s into the next binade
-        ix = builder.add(builder.bitcast(args[0], ity), ir.Constant(ity, one_bits - sqrth_bits))
-        k = builder.sub(builder.ashr(ix, ir.Constant(ity, mant)), ir.Constant(ity, one_bits >> mant))
-        mbits = builder.add(builder.and_(ix, ir.Constant(ity, (1 << mant) - 1)), ir.Constant(ity, sqrth_bits))
-        parts = (builder.bitcast(mbits, fty), builder.sitofp(k, fty))
-        return context.make_tuple(builder, signature.return_type, parts)
-
-    return types.UniTuple(x, 2)(x), codegen
-
-
 def _make_log(k):
     tiny, scale, nscale, ln2hi, ln2lo, series = (k[n] for n in ("tiny", "scale", "nscale", "ln2hi", "ln2lo", "series"))
     zero, one, two = (type(tiny)(v) for v in (0.0, 1.0, 2.0))
