@@ -34,6 +34,17 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(flo
 
 // round x to T's precision and back: the reference computes some intermediates in the storage dtype
 template <typename T> __device__ __forceinline__ float round_to(float x) { return to_f32(from_f32<T>(x)); }
+// A value of any storage type rounded once to T's precision, as float: a double goes straight to
+// T (numpy's astype), not through float first (a second rounding, 1 ulp off where it ties).
+template <typename T> __device__ __forceinline__ float round_from(float x) { return round_to<T>(x); }
+template <typename T> __device__ __forceinline__ float round_from(__half x) { return round_to<T>(to_f32(x)); }
+template <typename T> __device__ __forceinline__ float round_from(__nv_bfloat16 x) { return round_to<T>(to_f32(x)); }
+template <typename T> __device__ __forceinline__ float round_from(double x);
+template <> __device__ __forceinline__ float round_from<float>(double x) { return (float)x; }
+template <> __device__ __forceinline__ float round_from<__half>(double x) { return __half2float(__double2half(x)); }
+template <> __device__ __forceinline__ float round_from<__nv_bfloat16>(double x) {
+    return __bfloat162float(__double2bfloat16(x));
+}
 
 template <typename T> struct is_f32 { static constexpr bool value = false; };
 template <> struct is_f32<float> { static constexpr bool value = true; };

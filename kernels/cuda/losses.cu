@@ -48,7 +48,7 @@ elementwise_loss_kernel(const T* __restrict__ y, const TT* __restrict__ t, T* __
         if (i >= n) break;
         const float x = to_f32(y[i]);
         const double raw = to_f64(t[i]);
-        const float tv = round_to<T>(to_f32(t[i]));  // the reference's cast of target to input's dtype
+        const float tv = round_from<T>(t[i]);  // the reference's cast of target to input's dtype
         float l, g;
         switch (which) {
             case HINGE:

@@ -45,7 +45,7 @@ norm_partial_kernel(const T* __restrict__ x, float* __restrict__ part, long long
 
 // One block (blockDim a multiple of 32). total = the reduction of part[0..m) (sqrt for RED_SQUARE
 // when `root`). out[0] = T(coef * total). With factor != nullptr (clip_grad_norm):
-// factor[0] = min(1, c / (T(total) + eps)), NaN propagating.
+// factor[0] = min(1, c / (total + eps)) computed in T, NaN propagating.
 template <typename T>
 __global__ void norm_finish_kernel(const float* __restrict__ part, long long m, int kind, int root, float coef,
                                    T* __restrict__ out, float* __restrict__ factor, float c, float eps) {
@@ -57,7 +57,8 @@ __global__ void norm_finish_kernel(const float* __restrict__ part, long long m, 
     const float total = root ? sqrtf(acc) : acc;
     out[0] = from_f32<T>(coef * total);
     if (factor != nullptr) {
-        const float f = c / (round_to<T>(total) + eps);
+        // every step rounded to T, as the reference computes min(1, c / (total + eps)) in T
+        const float f = round_to<T>(round_to<T>(c) / round_to<T>(round_to<T>(total) + round_to<T>(eps)));
         factor[0] = (f < 1.f || is_nan(f)) ? f : 1.f;
     }
 }
