@@ -2,10 +2,12 @@
 
 numba lowers np.exp / np.log / np.log1p to scalar libm calls (it has no vector math library
 unless Intel SVML is installed), and one such call keeps the whole loop around it scalar, 3-10x
-slower than torch. These helpers are overloads inlined in numba IR, so LLVM vectorizes them with
-the loop; each is accurate to a few ulp in float32 and float64 over its documented range, with
-IEEE results at the edges (0, inf, NaN). They are for numba code only (the pure-Python stubs
-raise). Activations, losses, conv and linear share them.
+slower than torch. These are built from FMA-chained polynomials and exponent-bit arithmetic that
+LLVM vectorizes with the caller's loop (inlined: in numba IR, or by LLVM for the ones that divide,
+see "numpy's error model" below); each is within 1-4 ulp of the correctly rounded result in float32
+and float64 (tests/numba/test_math.py), with IEEE results at the edges (0, inf, NaN). Numba code
+only: the pure-Python stubs raise. Activations, losses, linear, conv and the recurrent cells share
+them.
 """
 
 from __future__ import annotations

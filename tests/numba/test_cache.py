@@ -3,13 +3,9 @@ to a helper file (inlined into kernels of other files) cannot leave stale machin
 
 from __future__ import annotations
 
-import pytest
+from numba import njit
 
-pytest.importorskip("numba")
-from numba import njit  # noqa: E402
-
-from dlgpu.kernels.numba import _common  # noqa: E402
-from dlgpu.kernels.numba import lstm  # noqa: E402
+from dlgpu.kernels.numba import _common, lstm
 
 
 def test_locators_are_installed():

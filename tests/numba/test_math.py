@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numba import njit
 
-pytest.importorskip("numba")
-from numba import njit  # noqa: E402
-
-from dlgpu.kernels.numba._math import _exp, _log, _log1p, _log1p_unit, _sigmoid, _tanh  # noqa: E402
+from dlgpu.kernels.numba._math import _exp, _log, _log1p, _log1p_unit, _sigmoid, _tanh
 
 WIDE = {np.float32: np.float64, np.float64: np.longdouble}
 DTYPES = [np.float32, np.float64]
