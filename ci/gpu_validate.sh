@@ -29,6 +29,7 @@ step install $PY -m pip install -q --no-deps --no-build-isolation -e ".[test]"
 step info $PY -m dlgpu.cli info
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv > "$OUT/nvidia-smi.csv" 2>&1
 
+step nvrtc $PY ci/nvrtc_check.py  # every module through NVRTC as CuPy compiles it (no launch yet)
 step tests_gpu $PY -m pytest -q -m gpu -p no:cacheprovider --junitxml="$OUT/tests_gpu.xml"
 if [ "$MODE" = full ]; then
     # the whole suite on the GPU machine (CPU backends too: numba on 16 cores)

@@ -12,9 +12,9 @@ Module(family, name_expressions)
     The compiled ``<family>.cu``. ``name_expressions`` is the loader's NAME_EXPRESSIONS tuple: every
     template instantiation it may launch, e.g. ``"relu_fwd<float>"`` or
     ``"gemm_kernel<__half, __half, true, false, 0>"``. Compiled with ``cupy.RawModule(code=...,
-    options=nvrtc_options(), name_expressions=...)`` once per process and device, on first launch
-    (CuPy's disk cache keeps the cubin across processes); nvrtc_options() is NVRTC_OPTIONS plus -I
-    for each directory in $DLGPU_CUDA_INCLUDE. ``#include "x.cuh"`` lines are inlined by
+    options=module.options, name_expressions=...)`` once per process and device, on first launch
+    (CuPy's disk cache keeps the cubin across processes); the options are NVRTC_OPTIONS, -I for each
+    directory in $DLGPU_CUDA_INCLUDE, and for a cooperative module -DDLGPU_PERSISTENT. ``#include "x.cuh"`` lines are inlined by
     ``Module.source`` before compiling, so a changed header changes the hashed source.
     ``_resources.py`` compiles exactly these names with nvcc, so the table cannot drift.
 
@@ -90,6 +90,12 @@ NVRTC_OPTIONS: tuple[str, ...] = (
     "-D__CUDA_NO_BFLOAT16_CONVERSIONS__",
 )
 
+
+
+# Defined only for a cooperative module: the .cu files compile their persistent kernels (and include
+# cooperative_groups.h, which pulls in CCCL's libcu++) under it, so a header problem there cannot take
+# the per-step kernels down with it.
+PERSISTENT_DEFINE = "-DDLGPU_PERSISTENT"
 
 
 def nvrtc_options() -> tuple[str, ...]:
@@ -207,6 +213,11 @@ class Module:
         self._modules: dict[int, Any] = {}
 
     @property
+    def options(self) -> tuple[str, ...]:
+        """The NVRTC options of this module (CuPy adds its own: include paths, -ftz=true, --device-c)."""
+        return (*nvrtc_options(), *((PERSISTENT_DEFINE,) if self.cooperative else ()))
+
+    @property
     def source(self) -> str:
         """The .cu text with its headers inlined (what NVRTC and nvcc compile)."""
         return expand_includes(self.path)
@@ -220,7 +231,7 @@ class Module:
 
             with cupy.cuda.Device(device):
                 mod = cupy.RawModule(
-                    code=self.source, options=nvrtc_options(), name_expressions=self.name_expressions,
+                    code=self.source, options=self.options, name_expressions=self.name_expressions,
                     enable_cooperative_groups=self.cooperative,
                 )  # fmt: skip
             self._modules[device] = mod

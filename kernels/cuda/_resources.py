@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
-from ._common import KERNEL_DIR, NVRTC_OPTIONS, expand_includes
+from ._common import KERNEL_DIR, NVRTC_OPTIONS, PERSISTENT_DEFINE, expand_includes
 
 _ENTRY = re.compile(r"Compiling entry function '([^']+)' for '(sm_\d+a?)'")
 _SPILL = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
@@ -129,7 +129,7 @@ def _compile(path_str: str, arch: str, names: tuple[str, ...], nvcc: str, use_ca
     hash of the exact source, arch, options and nvcc version (a change to any of them recompiles)."""
     path = Path(path_str)
     text = instantiation_source(path, names)
-    cmd_opts = ("-cubin", f"-arch={arch}", "-Xptxas", "-v", *NVRTC_OPTIONS)
+    cmd_opts = ("-cubin", f"-arch={arch}", "-Xptxas", "-v", *NVRTC_OPTIONS, PERSISTENT_DEFINE)  # every kernel
     key = hashlib.sha256("\0".join((text, *cmd_opts, nvcc, _nvcc_version(nvcc))).encode()).hexdigest()
     cached = cache_dir() / f"{path.stem}-{arch}-{key[:32]}.txt"
     if use_cache and cached.is_file():

@@ -46,6 +46,7 @@ gru_fwd_step(const float* __restrict__ xp, const T* __restrict__ hprev, const T*
     }
 }
 
+#ifdef DLGPU_PERSISTENT  // gru_persist: compiled only into the cooperative module
 template <typename T>
 __global__ void __launch_bounds__(dlgpu::REC_THREADS, 1)
 gru_persist(const float* __restrict__ xp, const T* __restrict__ h0, const T* __restrict__ w_hh,
@@ -88,6 +89,7 @@ gru_persist(const float* __restrict__ xp, const T* __restrict__ h0, const T* __r
         if (t + 1 < Tn) grid.sync();
     }
 }
+#endif  // DLGPU_PERSISTENT
 
 // dnext: step t+1's [B, 4H] gradients (null at t = T-1); carry fp32 [B, H]: read unless first
 // (t = T-1), rewritten with dh_t z; hprev: h_{t-1} (never null: the loader materialises zeros).

@@ -86,6 +86,7 @@ lstm_fwd_step(const float* __restrict__ xp, const T* __restrict__ hprev, const T
     }
 }
 
+#ifdef DLGPU_PERSISTENT  // lstm_persist: compiled only into the cooperative module
 // The whole forward in one cooperative launch; cst [B, H] fp32 ends holding c_T.
 template <typename T, int VAR>
 __global__ void __launch_bounds__(dlgpu::REC_THREADS, 1)
@@ -127,6 +128,7 @@ lstm_persist(const float* __restrict__ xp, const T* __restrict__ h0, const T* __
         if (t + 1 < Tn) grid.sync();
     }
 }
+#endif  // DLGPU_PERSISTENT
 
 // Step t of BPTT. dz_next: dz_{t+1} [B, G H] (null at t = T-1); dh_n, dc_n: read at t = T-1 (last).
 // dcst: fp32 [B, H], dc flowing back (read unless last, rewritten with dc_{t-1}).

@@ -19,7 +19,12 @@
 #pragma once
 
 #include "gemm.cuh"
+// The persistent kernels (and only they) need the grid barrier; the cooperative module is compiled with
+// -DDLGPU_PERSISTENT (kernels/cuda/_common.py). The per-step kernels, the fallback when that module
+// cannot be built, then depend on no cooperative_groups / CCCL header at all.
+#ifdef DLGPU_PERSISTENT
 #include <cooperative_groups.h>
+#endif
 
 namespace dlgpu {
 
@@ -475,6 +480,7 @@ reset_bwd_gate(const T* __restrict__ w_hh, const T* __restrict__ ws, const T* __
     }
 }
 
+#ifdef DLGPU_PERSISTENT  // reset_persist: compiled only into the cooperative module
 // Persistent forward of a reset-gated cell: per step, phase 1 (gates, q h_{t-1} to qh), grid barrier,
 // phase 2 (candidate, h_t), grid barrier. Dynamic shared memory: ((NG+1) HB + BT) HP elements.
 template <typename T, int NG, int U>
@@ -531,3 +537,4 @@ reset_persist(const float* __restrict__ xp, const T* __restrict__ h0, const T* _
         if (t + 1 < Tn) grid.sync();
     }
 }
+#endif  // DLGPU_PERSISTENT

@@ -32,6 +32,7 @@ rnn_fwd_step(const float* __restrict__ xp, const T* __restrict__ hprev, const T*
     }
 }
 
+#ifdef DLGPU_PERSISTENT  // rnn_persist: compiled only into the cooperative module
 template <typename T, bool RELU>
 __global__ void __launch_bounds__(dlgpu::REC_THREADS, 1)
 rnn_persist(const float* __restrict__ xp, const T* __restrict__ h0, const T* __restrict__ w_hh,
@@ -65,6 +66,7 @@ rnn_persist(const float* __restrict__ xp, const T* __restrict__ h0, const T* __r
         if (t + 1 < Tn) grid.sync();
     }
 }
+#endif  // DLGPU_PERSISTENT
 
 // dz_next: dz_{t+1} [B, H] (null at t = T-1); dh_n: d_h_n (read when given, only at t = T-1).
 template <typename T, int BB, bool RELU>

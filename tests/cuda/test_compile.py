@@ -134,3 +134,33 @@ def test_successful_reports_are_cached_on_disk(monkeypatch, tmp_path):
     files[0].write_text(out + "ptxas info    : from the cache\n")  # a second call reads the file, not nvcc
     assert res._compile.__wrapped__(path, "sm_80", names, res.find_nvcc())[1].endswith("from the cache\n")
     assert "from the cache" not in res._compile.__wrapped__(path, "sm_80", names, res.find_nvcc(), False)[1]
+
+
+def _outside_persistent(text: str) -> list[str]:
+    """Lines that use cooperative groups outside every ``#ifdef DLGPU_PERSISTENT`` block."""
+    stack: list[bool] = []  # per open #if: is it the DLGPU_PERSISTENT one
+    bad = []
+    for line in text.splitlines():
+        s = line.strip()
+        if s.startswith(("#if", "#ifdef", "#ifndef")):
+            stack.append(s.startswith("#ifdef DLGPU_PERSISTENT"))
+        elif s.startswith("#endif"):
+            stack.pop()
+        elif not any(stack) and re.search(r"cooperative_groups|grid\.sync|this_grid", s.split("//")[0]):
+            bad.append(line)
+    return bad
+
+
+@pytest.mark.parametrize("path", sorted(KERNEL_DIR.glob("*.cu*")), ids=lambda p: p.name)
+def test_cooperative_groups_only_inside_the_persistent_blocks(path):
+    """The per-step kernels must build where cooperative_groups.h (and the CCCL it includes) does not:
+    they are the fallback when the cooperative module cannot be built."""
+    assert not _outside_persistent(path.read_text()), path.name
+
+
+def test_only_cooperative_modules_define_persistent():
+    from dlgpu.kernels.cuda import _common, lstm
+
+    assert _common.PERSISTENT_DEFINE in lstm.COOP_MODULE.options
+    assert _common.PERSISTENT_DEFINE not in lstm.MODULE.options
+    assert _outside_persistent("#ifdef DLGPU_PERSISTENT\ncg::this_grid();\n#endif\ngrid.sync();\n") == ["grid.sync();"]

@@ -1,0 +1,162 @@
+"""Compile every kernels/cuda module with NVRTC the way CuPy's RawModule does, without a GPU.
+
+The nvcc test (tests/cuda/test_compile.py) proves the sources are valid CUDA C++; this proves the
+runtime compiler CuPy uses accepts them too: the same expanded source, name expressions and options
+(dlgpu's NVRTC_OPTIONS, CuPy's -ftz=true, --device-c for the cooperative modules), the toolkit's
+headers (cooperative_groups.h, cuda_bf16.h, mma.h) on the include path, and every name expression
+resolved to a lowered symbol. NVRTC is host-only, so no device is needed; linking the cooperative
+modules against libcudadevrt (cuLink*) is a driver step and is left to the GPU run.
+
+    python ci/nvrtc_check.py [--nvrtc PATH/libnvrtc.so.13] [--include DIR] [--arch sm_90]
+
+libnvrtc comes with the CUDA toolkit or the ``nvidia-cuda-nvrtc`` wheel; --include defaults to the
+toolkit's include folder ($CUDA_HOME, /usr/local/cuda), plus its cccl/ subfolder where it has one.
+Exit status 0 when every module compiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import glob
+import importlib
+import os
+import shutil
+import sys
+import time
+
+from dlgpu.kernels.cuda._common import KERNEL_DIR
+
+CUPY_OPTIONS = ("-ftz=true",)  # cupy/cuda/compiler.py adds it to every compile
+COOP_OPTIONS = ("--device-c",)  # and this where enable_cooperative_groups=True (then links cudadevrt)
+
+
+def find_nvrtc() -> str | None:
+    """libnvrtc from $CUDA_HOME, the nvcc toolkit or an installed nvidia-cuda-nvrtc wheel."""
+    roots = [os.environ.get("CUDA_HOME", ""), os.path.dirname(os.path.dirname(shutil.which("nvcc") or ""))]
+    pats = [os.path.join(r, d, "libnvrtc.so*") for r in roots if r for d in ("lib64", "lib")]
+    try:
+        import nvidia  # the nvidia-cuda-nvrtc wheel's namespace package
+
+        pats += [os.path.join(p, "*", "lib", "libnvrtc.so*") for p in nvidia.__path__]
+    except ImportError:
+        pass
+    for pat in pats:
+        hits = sorted(h for h in glob.glob(pat) if "builtins" not in h and ".alt." not in h)
+        if hits:
+            return hits[0]
+    return None
+
+
+def find_include() -> str | None:
+    """The toolkit's include folder: $CUDA_HOME, /usr/local/cuda, or beside the real nvcc."""
+    nvcc = shutil.which("nvcc")
+    cands = [os.environ.get("CUDA_HOME", ""), "/usr/local/cuda"]
+    if nvcc:
+        cands.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    for root in cands:
+        if root and os.path.isfile(os.path.join(root, "include", "cuda_fp16.h")):
+            return os.path.join(root, "include")
+    return None
+
+
+class Nvrtc:
+    """The few NVRTC entry points a RawModule compile uses."""
+
+    def __init__(self, path: str) -> None:
+        # NVRTC dlopens its builtins library by name; a wheel's lib folder is not on the loader's
+        # path, so load it first from beside libnvrtc
+        for b in sorted(glob.glob(os.path.join(os.path.dirname(path), "libnvrtc-builtins.so*"))):
+            if ".alt." not in b:
+                ctypes.CDLL(b, mode=ctypes.RTLD_GLOBAL)
+        self.lib = ctypes.CDLL(path)
+        major, minor = ctypes.c_int(), ctypes.c_int()
+        self.lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
+        self.version = f"{major.value}.{minor.value}"
+        self.lib.nvrtcGetErrorString.restype = ctypes.c_char_p
+
+    def _ok(self, rc: int, what: str) -> None:
+        if rc:
+            raise RuntimeError(f"{what}: {self.lib.nvrtcGetErrorString(rc).decode()}")
+
+    def compile(self, source: str, name: str, options: list[str], names: list[str]) -> tuple[int, dict[str, str], str]:
+        """(cubin bytes, {name expression: lowered name}, log); raises RuntimeError with the log on failure."""
+        prog = ctypes.c_void_p()
+        self._ok(self.lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), name.encode(), 0, None, None),
+                 "nvrtcCreateProgram")  # fmt: skip
+        try:
+            for n in names:
+                self._ok(self.lib.nvrtcAddNameExpression(prog, n.encode()), f"nvrtcAddNameExpression({n})")
+            opts = (ctypes.c_char_p * len(options))(*(o.encode() for o in options))
+            rc = self.lib.nvrtcCompileProgram(prog, len(options), opts)
+            size = ctypes.c_size_t()
+            self.lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+            buf = ctypes.create_string_buffer(size.value)
+            self.lib.nvrtcGetProgramLog(prog, buf)
+            log = buf.value.decode(errors="replace")
+            if rc:
+                raise RuntimeError(f"nvrtcCompileProgram: {self.lib.nvrtcGetErrorString(rc).decode()}\n{log}")
+            lowered = {}
+            for n in names:
+                out = ctypes.c_char_p()
+                self._ok(self.lib.nvrtcGetLoweredName(prog, n.encode(), ctypes.byref(out)), f"lowered name of {n}")
+                lowered[n] = out.value.decode()
+            self._ok(self.lib.nvrtcGetCUBINSize(prog, ctypes.byref(size)), "nvrtcGetCUBINSize")
+            return size.value, lowered, log
+        finally:
+            self.lib.nvrtcDestroyProgram(ctypes.byref(prog))
+
+
+def modules() -> list[tuple[str, object]]:
+    """(label, Module) for every loader's MODULE and COOP_MODULE."""
+    out = []
+    for path in sorted(KERNEL_DIR.glob("*.cu")):
+        try:
+            mod = importlib.import_module(f"dlgpu.kernels.cuda.{path.stem}")
+        except ModuleNotFoundError:
+            continue
+        for attr in ("MODULE", "COOP_MODULE"):
+            m = getattr(mod, attr, None)
+            if m is not None:
+                out.append((f"{path.stem}{' (cooperative)' if m.cooperative else ''}", m))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nvrtc", help="path of libnvrtc.so (default: searched)")
+    p.add_argument("--include", help="CUDA include folder (default: the one beside nvcc)")
+    p.add_argument("--arch", default="sm_90")
+    a = p.parse_args(argv)
+    path = a.nvrtc or find_nvrtc()
+    if not path:
+        print("libnvrtc not found: pass --nvrtc, or pip install nvidia-cuda-nvrtc", file=sys.stderr)
+        return 2
+    include = a.include or find_include()
+    if not include:
+        print("CUDA headers not found: pass --include DIR (the folder with cuda_fp16.h)", file=sys.stderr)
+        return 2
+    # CuPy puts its bundled CCCL (libcu++, which cooperative_groups.h includes) first on the path;
+    # the toolkit's own copy (CUDA 13: include/cccl) stands in for it here
+    incs = [include, *(d for d in (os.path.join(include, "cccl"),) if os.path.isdir(d))]
+    nv = Nvrtc(path)
+    print(f"NVRTC {nv.version} ({path}), headers {', '.join(incs)}, {a.arch}")
+    failed = 0
+    for label, m in modules():
+        opts = [*m.options, *CUPY_OPTIONS, *(COOP_OPTIONS if m.cooperative else ()),
+                f"--gpu-architecture={a.arch}", *(f"-I{d}" for d in incs)]  # fmt: skip
+        t0 = time.perf_counter()
+        try:
+            size, lowered, _ = nv.compile(m.source, f"{m.family}.cu", opts, list(m.name_expressions))
+        except RuntimeError as e:
+            failed += 1
+            print(f"FAIL {label}: {str(e)[-3000:]}")
+            continue
+        print(f"ok   {label:28s} {len(lowered):3d} kernels, cubin {size / 1024:7.1f} KiB, "
+              f"{time.perf_counter() - t0:5.1f} s")  # fmt: skip
+    print("all modules compile with NVRTC" if not failed else f"{failed} module(s) failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
