@@ -14,8 +14,9 @@ Module(family, name_expressions)
     ``"gemm_kernel<__half, __half, true, false, 0>"``. Compiled with ``cupy.RawModule(code=...,
     options=module.options, name_expressions=...)`` once per process and device, on first launch
     (CuPy's disk cache keeps the cubin across processes); the options are NVRTC_OPTIONS, -I for each
-    directory in $DLGPU_CUDA_INCLUDE, and for a cooperative module -DDLGPU_PERSISTENT. ``#include "x.cuh"`` lines are inlined by
-    ``Module.source`` before compiling, so a changed header changes the hashed source.
+    directory in $DLGPU_CUDA_INCLUDE, and for a cooperative module -DDLGPU_PERSISTENT. ``#include
+    "x.cuh"`` lines are inlined by ``Module.source`` before compiling, so a changed header changes the
+    hashed source.
     ``_resources.py`` compiles exactly these names with nvcc, so the table cannot drift.
 
 Call(**arrays)                          one op invocation: device, array kind (torch|cupy), stream
