@@ -21,20 +21,28 @@ import ctypes
 import glob
 import importlib
 import os
-import shutil
 import sys
 import time
 
-from dlgpu.kernels.cuda._common import KERNEL_DIR
+from dlgpu.kernels.cuda._resources import cu_files, find_nvcc
 
 CUPY_OPTIONS = ("-ftz=true",)  # cupy/cuda/compiler.py adds it to every compile
 COOP_OPTIONS = ("--device-c",)  # and this where enable_cooperative_groups=True (then links cudadevrt)
 
 
+def _toolkit_roots() -> list[str]:
+    """Where a CUDA toolkit may be: $CUDA_HOME, $CUDA_PATH, /usr/local/cuda, and the real nvcc's parent
+    (``find_nvcc``, through any wrapper symlink)."""
+    nvcc = find_nvcc()
+    roots = [os.environ.get("CUDA_HOME", ""), os.environ.get("CUDA_PATH", ""), "/usr/local/cuda"]
+    if nvcc:
+        roots.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    return [r for r in roots if r]
+
+
 def find_nvrtc() -> str | None:
-    """libnvrtc from $CUDA_HOME, the nvcc toolkit or an installed nvidia-cuda-nvrtc wheel."""
-    roots = [os.environ.get("CUDA_HOME", ""), os.path.dirname(os.path.dirname(shutil.which("nvcc") or ""))]
-    pats = [os.path.join(r, d, "libnvrtc.so*") for r in roots if r for d in ("lib64", "lib")]
+    """libnvrtc from a CUDA toolkit or an installed nvidia-cuda-nvrtc wheel."""
+    pats = [os.path.join(r, d, "libnvrtc.so*") for r in _toolkit_roots() for d in ("lib64", "lib")]
     try:
         import nvidia  # the nvidia-cuda-nvrtc wheel's namespace package
 
@@ -49,13 +57,9 @@ def find_nvrtc() -> str | None:
 
 
 def find_include() -> str | None:
-    """The toolkit's include folder: $CUDA_HOME, /usr/local/cuda, or beside the real nvcc."""
-    nvcc = shutil.which("nvcc")
-    cands = [os.environ.get("CUDA_HOME", ""), "/usr/local/cuda"]
-    if nvcc:
-        cands.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
-    for root in cands:
-        if root and os.path.isfile(os.path.join(root, "include", "cuda_fp16.h")):
+    """The toolkit's include folder (the first root with cuda_fp16.h)."""
+    for root in _toolkit_roots():
+        if os.path.isfile(os.path.join(root, "include", "cuda_fp16.h")):
             return os.path.join(root, "include")
     return None
 
@@ -110,7 +114,7 @@ class Nvrtc:
 def modules() -> list[tuple[str, object]]:
     """(label, Module) for every loader's MODULE and COOP_MODULE."""
     out = []
-    for path in sorted(KERNEL_DIR.glob("*.cu")):
+    for path in cu_files():
         try:
             mod = importlib.import_module(f"dlgpu.kernels.cuda.{path.stem}")
         except ModuleNotFoundError:
