@@ -31,7 +31,8 @@ ptr(x) -> np.uint64 device pointer (0 for None)       i64(v), i32(v), f32(v), u6
 is_device_array(x) -> bool, round_to_dtype(v, dtype) -> float (v rounded as dtype.type(v) would)
 ctype(dtype) -> C type ("float", "__half", "__nv_bfloat16"), dtype_name(dtype) -> "float32", ...
 cdiv(a, b), ACTIVATION_CODES {"none": 0, ...} (the ACT_* codes of common.cuh)
-dry_run() -> context manager recording launches instead of running them (tests without a GPU)
+dry_run(runner=None) -> context manager recording launches instead of running them (tests without a
+    GPU); ``_host.host_run()`` is the dry run whose launches also execute on the CPU (g++)
 GEMM_THREADS (256), gemm_tiles(rows, cols) -> 64x64 tile counts, split_k(k, tiles) -> (splits, chunk)
 
 Arrays: cupy arrays, or torch CUDA tensors used in place through ``data_ptr()`` (no copy); outputs
@@ -57,7 +58,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -164,15 +165,16 @@ class Launch:
     shared_mem: int
 
 
-_DRY: list[list[Launch]] = []
+_DRY: list[tuple[list[Launch], Callable[[Module, Launch], None] | None]] = []
 
 
 @contextlib.contextmanager
-def dry_run() -> Iterator[list[Launch]]:
+def dry_run(runner: Callable[[Module, Launch], None] | None = None) -> Iterator[list[Launch]]:
     """Record launches instead of running them; torch CPU tensors and NumPy arrays stand in for
-    device arrays. Yields the list the launches are appended to."""
+    device arrays. Yields the list the launches are appended to. ``runner(module, launch)``, when
+    given, is called on each launch as it is recorded (``_host.host_run`` executes it on the CPU)."""
     log: list[Launch] = []
-    _DRY.append(log)
+    _DRY.append((log, runner))
     try:
         yield log
     finally:
@@ -180,7 +182,7 @@ def dry_run() -> Iterator[list[Launch]]:
 
 
 def _dry() -> list[Launch] | None:
-    return _DRY[-1] if _DRY else None
+    return _DRY[-1][0] if _DRY else None
 
 
 # ------------------------------------------------------------------ modules
@@ -424,9 +426,11 @@ class Call:
             raise ValueError(f"{module.family}: grid {grid3} exceeds CUDA's limits (the problem is too large)")
         if any(not isinstance(a, (np.integer, np.floating)) for a in args):
             raise RuntimeError(f"{module.family}.{name}: kernel arguments must be NumPy scalars")
-        log = _dry()
-        if log is not None:
+        if _DRY:
+            log, runner = _DRY[-1]
             log.append(Launch(module.family, name, grid3, block3, tuple(args), int(shared_mem)))
+            if runner is not None:
+                runner(module, log[-1])
             return
         import cupy
 

@@ -1,7 +1,8 @@
 """Every op of the non-recurrent CUDA C families through ``dlgpu.ops.call(..., backend="cupy")``
-against the float64 reference, on torch CUDA tensors (float32, float16, bfloat16) and on cupy
-arrays (float32, float16), at the odd "quick" shapes and a few larger, targeted ones. Needs a CUDA
-device and cupy (the conftest skips ``gpu`` tests without a device)."""
+against the float64 reference, on torch tensors (float32, float16, bfloat16) and on cupy arrays
+(float32, float16), at the odd "quick" shapes and a few larger, targeted ones. Each test runs on
+both targets (conftest): a CUDA device through CuPy (``gpu``: skipped without one), and the CPU
+through the same ``.cu`` sources compiled with g++ (``host``)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ from dlgpu.reference import losses as ref_losses
 from dlgpu.reference import pooling as ref_pool
 from dlgpu.testing.cases import _conv_case, _linear_case, all_cases, run_case, torch_inputs
 from dlgpu.testing.harness import assert_close
-
-pytestmark = pytest.mark.gpu
 
 FAMILIES = ("activations", "linear", "conv", "locally_connected", "pooling", "dropout", "losses", "regularizers")
 CASES = {c.name: c for c in all_cases(seed=5, size="quick") if ops.OPS[c.forward] in FAMILIES}
@@ -33,28 +32,24 @@ def _call(op, *args, **kwargs):
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_torch_cuda_tensors_match_reference(cupy, name, dtype):
-    res = run_case(CASES[name], "cupy", dtype, seed=5, convert=torch_inputs(dtype, "cuda"))
+def test_torch_tensors_match_reference(target, name, dtype):
+    res = run_case(CASES[name], "cupy", dtype, seed=5, convert=torch_inputs(dtype, target.device))
     assert not res.error, res.error
     assert res.reports and res.ok, "\n".join(str(r) for r in res.reports if not r.ok)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_cupy_arrays_match_reference(cupy, name, dtype):
+def test_cupy_arrays_match_reference(target, name, dtype):
     def convert(a):
-        return cupy.asarray(a.astype(dtype) if a.dtype.kind == "f" else a)
+        return target.array(a.astype(dtype) if a.dtype.kind == "f" else a)
 
     res = run_case(CASES[name], "cupy", dtype, seed=5, convert=convert)
     assert not res.error, res.error
     assert res.reports and res.ok, "\n".join(str(r) for r in res.reports if not r.ok)
 
 
-def _t(a, dtype="float32"):
-    return torch.from_numpy(np.ascontiguousarray(a)).to("cuda", getattr(torch, dtype))
-
-
-def _host(x):
+def _f64(x):
     return x.detach().double().cpu().numpy()
 
 
@@ -62,45 +57,48 @@ def _host(x):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_softmax_column_and_block_modes(cupy, gen, dtype):
+def test_softmax_column_and_block_modes(target, gen, dtype):
+    _t = target.tensor
     for shape, axis in (((6, 37, 5), 1), ((9, 4), 0), ((3, 3001), -1), ((2, 9000), 1)):
         x = gen.standard_normal(shape) * 3
-        xr = _host(_t(x, dtype))  # the inputs the kernel sees
+        xr = _f64(_t(x, dtype))  # the inputs the kernel sees
         for fwd, bwd in (("softmax_forward", "softmax_backward"), ("log_softmax_forward", "log_softmax_backward")):
             y = _call(fwd, _t(x, dtype), axis=axis)
             assert_close(y, getattr(ref_act, fwd)(xr, axis=axis), op="softmax", dtype=dtype)
             dy = gen.standard_normal(shape)
             yr = getattr(ref_act, fwd)(xr, axis=axis)
             dx = _call(bwd, _t(dy, dtype), _t(yr, dtype), axis=axis)
-            want = getattr(ref_act, bwd)(_host(_t(dy, dtype)), _host(_t(yr, dtype)), axis=axis)
+            want = getattr(ref_act, bwd)(_f64(_t(dy, dtype)), _f64(_t(yr, dtype)), axis=axis)
             assert_close(dx, want, op="softmax", dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_large_class_counts_and_int32_labels(cupy, gen, dtype):
+def test_large_class_counts_and_int32_labels(target, gen, dtype):
+    _t = target.tensor
     n, k = 37, 5003  # one block per row
     y = gen.standard_normal((n, k)) * 4
     t = gen.integers(0, k, n).astype(np.int32)
     for op in ("cross_entropy_forward", "multiclass_hinge_loss_forward"):
         for red in ("mean", "none"):
-            loss, grad = _call(op, _t(y, dtype), torch.from_numpy(t).cuda(), red)
-            rl, rg = getattr(ref_losses, op)(_host(_t(y, dtype)), t, red)
+            loss, grad = _call(op, _t(y, dtype), torch.from_numpy(t).to(target.device), red)
+            rl, rg = getattr(ref_losses, op)(_f64(_t(y, dtype)), t, red)
             assert_close(loss, rl, op="cross_entropy", dtype=dtype)
             assert_close(grad, rg, op="cross_entropy", dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
-def test_conv_and_linear_with_split_k_and_groups(cupy, gen, dtype):
+def test_conv_and_linear_with_split_k_and_groups(target, gen, dtype):
     for c in (
         _conv_case(gen, 9, 12, 23, 19, 15, 3, 2, 2, 2, 3, "sigmoid"),  # groups 3, dilation 2, stride 2
         _conv_case(gen, 3, 5, 40, 37, 7, 5, 1, 2, 1, 1, "leaky_relu"),  # P = 4440: several K splits
         _linear_case(gen, 3001, 67, 33, "relu"),  # N = 3001 rows: split-K weight gradient
     ):
-        res = run_case(c, "cupy", dtype, seed=9, convert=torch_inputs(dtype, "cuda"))
+        res = run_case(c, "cupy", dtype, seed=9, convert=torch_inputs(dtype, target.device))
         assert res.ok, res.error or str(res.worst)
 
 
-def test_max_pool_ties_and_nan_follow_the_reference(cupy):
+def test_max_pool_ties_and_nan_follow_the_reference(target):
+    _t = target.tensor
     x = np.zeros((1, 2, 5, 6))
     x[0, 0, 1, 1] = x[0, 0, 1, 2] = 3.0  # a tie: the first in scan order wins
     x[0, 1, 2, 2] = np.nan
@@ -108,10 +106,11 @@ def test_max_pool_ties_and_nan_follow_the_reference(cupy):
     y, idx = _call("max_pool2d_forward", _t(x), 3, 2, 1)
     ry, ridx = ref_pool.max_pool2d_forward(x, 3, 2, 1)
     np.testing.assert_array_equal(idx.cpu().numpy(), ridx)
-    np.testing.assert_array_equal(_host(y), ry)  # NaN compare equal in assert_array_equal
+    np.testing.assert_array_equal(_f64(y), ry)  # NaN compare equal in assert_array_equal
 
 
-def test_dropout_seed_is_reproducible_and_keeps_1_minus_p(cupy, gen):
+def test_dropout_seed_is_reproducible_and_keeps_1_minus_p(target, gen):
+    _t = target.tensor
     x = _t(gen.standard_normal((517, 333)) + 5)  # no zeros: y == 0 exactly where dropped
     p = 0.3
     y1 = _call("dropout_forward", x, p, seed=1234)
@@ -130,13 +129,16 @@ def test_dropout_seed_is_reproducible_and_keeps_1_minus_p(cupy, gen):
     assert torch.equal(dropout_mask(tuple(x.shape), p, 1234, like=x), keep)
     np.testing.assert_array_equal(keep.cpu().numpy(), dropout_mask_host(tuple(x.shape), p, 1234))
     assert not torch.equal(_call("dropout_forward", x, p, seed=1235), y1)
-    mask_cp = dropout_mask(tuple(x.shape), p, 1234)  # a cupy array by default
-    np.testing.assert_array_equal(cupy.asnumpy(mask_cp), keep.cpu().numpy())
+    if target.name == "gpu":  # without a like= array the mask is a cupy array (no cupy on the host)
+        mask_cp = dropout_mask(tuple(x.shape), p, 1234)
+        assert isinstance(mask_cp, target.xp.ndarray)
+        np.testing.assert_array_equal(target.to_f64(mask_cp), keep.cpu().numpy())
 
 
-def test_reductions_are_bitwise_reproducible(cupy, gen):
+def test_reductions_are_bitwise_reproducible(target, gen):
+    _t = target.tensor
     y = _t(gen.standard_normal((3001, 129)))
-    t = torch.from_numpy(gen.integers(0, 129, 3001)).cuda()
+    t = torch.from_numpy(gen.integers(0, 129, 3001)).to(target.device)
     a = _call("cross_entropy_forward", y, t)[0]
     b = _call("cross_entropy_forward", y, t)[0]
     assert torch.equal(a, b)
@@ -144,11 +146,12 @@ def test_reductions_are_bitwise_reproducible(cupy, gen):
     assert torch.equal(_call("l2_penalty_forward", w, 0.1), _call("l2_penalty_forward", w, 0.1))
 
 
+@pytest.mark.gpu
 def test_runs_on_torchs_current_stream(cupy, gen):
     x = gen.standard_normal((4096, 513))
     s = torch.cuda.Stream()
     with torch.cuda.stream(s):
-        xt = _t(x)
+        xt = torch.from_numpy(x).float().cuda()
         y = _call("tanh_forward", xt)
         z = _call("tanh_backward", y, y)  # ordered after the forward on the same stream
     s.synchronize()
@@ -156,12 +159,13 @@ def test_runs_on_torchs_current_stream(cupy, gen):
     assert_close(z, np.tanh(x) * (1 - np.tanh(x) ** 2), op="tanh", dtype="float32")
 
 
-def test_device_errors(cupy):
+def test_device_errors(target):
+    _t = target.tensor
     with pytest.raises(ValueError, match="target must contain only -1 and \\+1"):
         _call("hinge_loss_forward", _t(np.ones(5)), _t(np.array([1, -1, 0.5, 1, 1.0])))
     with pytest.raises(ValueError, match=r"target class indices must be in \[0, 4\)"):
-        _call("cross_entropy_forward", _t(np.ones((2, 4))), torch.tensor([1, 9], device="cuda"))
+        _call("cross_entropy_forward", _t(np.ones((2, 4))), torch.tensor([1, 9], device=target.device))
     with pytest.raises(TypeError, match="x must be one of float32, float16, bfloat16"):
-        _call("relu_forward", cupy.ones(3, dtype=cupy.float64))
-    out = _call("relu_forward", cupy.asarray(np.array([-1.0, 2.0], np.float32)))
-    assert isinstance(out, cupy.ndarray) and out.tolist() == [0.0, 2.0]
+        _call("relu_forward", target.array(np.ones(3)))
+    out = _call("relu_forward", target.array(np.array([-1.0, 2.0], np.float32)))
+    assert isinstance(out, target.xp.ndarray) and out.tolist() == [0.0, 2.0]

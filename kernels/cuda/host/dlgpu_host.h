@@ -1,0 +1,635 @@
+// Runs the CUDA C kernels of kernels/cuda/*.cu on the CPU, as they are written, for the tests of a
+// machine without a GPU (kernels/cuda/_host.py compiles each module with g++ against this header).
+//
+// What is emulated, and how
+//   * Every CUDA thread is a fiber with its own stack; the fibers of a block run one at a
+//     time, in thread order (or reversed: the `order` argument), each until it reaches a barrier.
+//     __syncthreads() releases when every live thread of the block waits at it, a warp shuffle when
+//     every live lane of the warp does, grid.sync() when every live thread of the grid does. A
+//     barrier that can never release (divergent __syncthreads, a shuffle some lanes skip, a grid
+//     barrier outside a cooperative launch) is reported as an error, not a hang.
+//   * Blocks of an ordinary launch run one after another; a cooperative launch runs all its blocks
+//     together, so grid.sync() works as on a device.
+//   * __shared__ arrays are per block: _host.py rewrites each declaration into a lookup of this
+//     block's copy (DLGPU_SHARED / DLGPU_EXTERN_SHARED below). Shared memory starts filled with 0xFF
+//     bytes (NaN as float), so a read of a slot nobody wrote shows up in the results.
+//   * __half is IEEE binary16 (_Float16, rounding as the device's cvt.rn), __nv_bfloat16 is rounded
+//     to nearest even in software, double -> half/bf16 rounds once. WMMA fragments hold a whole
+//     16x16 tile in every lane and multiply in fp32.
+// What is not: timing, memory-ordering bugs (fibers never interleave inside a phase), __ldcg's
+// caching, fast-math intrinsics' last bits (expf etc. are glibc's), out-of-bounds detection.
+#pragma once
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+// __restrict__ is GCC's own spelling; __shared__ declarations are rewritten by _host.py
+
+struct uint3 { unsigned x, y, z; };
+struct dim3 { unsigned x, y, z; };
+struct float2 { float x, y; };
+
+// ------------------------------------------------------------------ fiber contexts
+// x86-64: a switch saves the callee-saved registers and the FP control words on the old stack and
+// pops them from the new one (no syscall, unlike swapcontext's signal-mask save); elsewhere ucontext.
+namespace dlgpu_host {
+#if defined(__x86_64__) && !defined(DLGPU_HOST_UCONTEXT)
+extern "C" void dlgpu_host_switch(void** save_sp, void* load_sp);
+asm(R"(
+    .text
+    .globl dlgpu_host_switch
+    .hidden dlgpu_host_switch
+    .type dlgpu_host_switch, @function
+dlgpu_host_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size dlgpu_host_switch, .-dlgpu_host_switch
+)");
+
+struct Context {
+    void* sp = nullptr;
+};
+inline void switch_context(Context& from, Context& to) { dlgpu_host_switch(&from.sp, to.sp); }
+// A fresh context that enters fn() on the given stack (fn never returns).
+inline void make_context(Context& c, char* stack, size_t bytes, void (*fn)()) {
+    // the return slot is 16-byte aligned, so fn starts with rsp = 8 (mod 16), as after a call
+    uint64_t* ret = reinterpret_cast<uint64_t*>((reinterpret_cast<uintptr_t>(stack + bytes) & ~uintptr_t{15}) - 16);
+    uint64_t* sp = ret - 7;  // FP control words, r15, r14, r13, r12, rbx, rbp
+    unsigned mxcsr = __builtin_ia32_stmxcsr();
+    unsigned short fpucw;
+    asm volatile("fnstcw %0" : "=m"(fpucw));
+    memset(sp, 0, 8 * sizeof(uint64_t));
+    memcpy(sp, &mxcsr, 4);
+    memcpy(reinterpret_cast<char*>(sp) + 4, &fpucw, 2);
+    *ret = reinterpret_cast<uint64_t>(fn);
+    c.sp = sp;
+}
+#else
+struct Context {
+    ucontext_t uc;
+};
+inline void switch_context(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+inline void make_context(Context& c, char* stack, size_t bytes, void (*fn)()) {
+    getcontext(&c.uc);
+    c.uc.uc_stack.ss_sp = stack;
+    c.uc.uc_stack.ss_size = bytes;
+    c.uc.uc_link = nullptr;
+    makecontext(&c.uc, fn, 0);
+}
+#endif
+}  // namespace dlgpu_host
+
+// ------------------------------------------------------------------ the fiber scheduler
+namespace dlgpu_host {
+
+enum State : int { RUN, WARP_BAR, BLOCK_BAR, GRID_BAR, DONE };
+
+struct Fiber {
+    Context ctx;
+    uint3 tid;
+    int lin;  // linear thread index in the block
+    State state;
+};
+
+struct Block {
+    uint3 idx;
+    std::vector<Fiber> fibers;
+    std::map<const void*, std::pair<void*, size_t>> shared;  // per __shared__ declaration (and instantiation)
+    void* dynamic = nullptr;
+    size_t dynamic_bytes = 0;
+    unsigned long long xchg[1024];  // warp shuffle slots, one per thread
+    std::vector<float> mma;          // per warp: one product tile (WMMA's work split over the lanes)
+};
+
+struct Launch {
+    bool cooperative = false;
+    size_t dynamic_bytes = 0;
+    void (*body)(void*) = nullptr;  // the kernel call, run by every fiber
+    void* body_arg = nullptr;
+};
+
+inline Context g_sched;
+inline Fiber* g_fiber = nullptr;
+inline Block* g_block = nullptr;
+inline Launch* g_launch = nullptr;
+inline std::string g_error;
+
+}  // namespace dlgpu_host
+
+inline uint3 threadIdx, blockIdx;
+inline dim3 blockDim, gridDim;
+
+namespace dlgpu_host {
+
+// Stops the calling thread for good and makes the launch fail with `msg` (the first error wins).
+[[noreturn]] inline void fail(const std::string& msg) {
+    if (g_error.empty()) {
+        g_error = msg + " (block " + std::to_string(blockIdx.x) + "," + std::to_string(blockIdx.y) + "," +
+                  std::to_string(blockIdx.z) + ", thread " + std::to_string(threadIdx.x) + "," +
+                  std::to_string(threadIdx.y) + "," + std::to_string(threadIdx.z) + ")";
+    }
+    g_fiber->state = DONE;
+    switch_context(g_fiber->ctx, g_sched);
+    __builtin_unreachable();  // never resumed
+}
+
+inline void wait(State s) {
+    g_fiber->state = s;
+    switch_context(g_fiber->ctx, g_sched);
+}
+
+constexpr size_t GUARD_BYTES = 256;  // after each shared array: a write past its end is reported
+constexpr unsigned char GUARD = 0xA5;
+
+inline void* aligned_block(size_t bytes) {
+    void* p = nullptr;
+    if (posix_memalign(&p, 256, bytes + GUARD_BYTES) != 0) fail("out of host memory for shared memory");
+    memset(p, 0xFF, bytes);  // poison: NaN as float
+    memset(static_cast<char*>(p) + bytes, GUARD, GUARD_BYTES);
+    return p;
+}
+
+inline bool guard_intact(const void* p, size_t bytes) {
+    const unsigned char* g = static_cast<const unsigned char*>(p) + bytes;
+    for (size_t i = 0; i < GUARD_BYTES; ++i)
+        if (g[i] != GUARD) return false;
+    return true;
+}
+
+// This block's copy of the __shared__ array declared at `key`.
+inline void* shared(const void* key, size_t bytes) {
+    auto it = g_block->shared.find(key);
+    if (it != g_block->shared.end()) return it->second.first;
+    void* p = aligned_block(bytes);
+    g_block->shared.emplace(key, std::make_pair(p, bytes));
+    return p;
+}
+
+inline void* dynamic_shared() {
+    if (g_block->dynamic == nullptr) {
+        g_block->dynamic_bytes = g_launch->dynamic_bytes;
+        g_block->dynamic = aligned_block(g_block->dynamic_bytes);
+    }
+    return g_block->dynamic;
+}
+
+// Frees the block's shared memory; false (g_error set) when a guard shows a write past an array's end.
+inline bool release_block_memory(Block& b) {
+    bool ok = true;
+    for (auto& kv : b.shared) {
+        ok = ok && guard_intact(kv.second.first, kv.second.second);
+        free(kv.second.first);
+    }
+    b.shared.clear();
+    if (b.dynamic != nullptr) {
+        if (!guard_intact(b.dynamic, b.dynamic_bytes) && ok) {
+            ok = false;
+            if (g_error.empty())
+                g_error = "dynamic shared memory written past the " + std::to_string(b.dynamic_bytes) +
+                          " bytes the launch gave";
+        }
+        free(b.dynamic);
+        b.dynamic = nullptr;
+    }
+    if (!ok && g_error.empty()) g_error = "a __shared__ array written past its end";
+    return ok;
+}
+
+[[noreturn]] inline void entry() {
+    g_launch->body(g_launch->body_arg);
+    g_fiber->state = DONE;
+    switch_context(g_fiber->ctx, g_sched);
+    __builtin_unreachable();  // never resumed
+}
+
+constexpr size_t STACK_BYTES = 256 * 1024;  // untouched pages cost nothing (MAP_NORESERVE)
+
+// Stacks with a PROT_NONE guard page below each, so an overflow faults instead of corrupting.
+struct Stacks {
+    char* base = nullptr;
+    size_t count = 0, page = 0;
+    explicit Stacks(size_t n) : count(n), page((size_t)sysconf(_SC_PAGESIZE)) {
+        void* p = mmap(nullptr, n * (STACK_BYTES + page), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        base = p == MAP_FAILED ? nullptr : static_cast<char*>(p);
+        for (size_t i = 0; base && i < n; ++i) mprotect(base + i * (STACK_BYTES + page), page, PROT_NONE);
+    }
+    ~Stacks() {
+        if (base) munmap(base, count * (STACK_BYTES + page));
+    }
+    char* stack(size_t i) const { return base + i * (STACK_BYTES + page) + page; }
+};
+
+inline void start_block(Block& b, uint3 idx, uint3 block, const Stacks& stacks, size_t first) {
+    b.idx = idx;
+    const size_t n = (size_t)block.x * block.y * block.z;
+    b.fibers.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+        Fiber& f = b.fibers[i];
+        f.lin = (int)i;
+        f.tid = uint3{(unsigned)(i % block.x), (unsigned)(i / block.x % block.y), (unsigned)(i / block.x / block.y)};
+        f.state = RUN;
+        make_context(f.ctx, stacks.stack(first + i), STACK_BYTES, entry);
+    }
+}
+
+inline std::string describe(const std::vector<Block*>& blocks) {
+    static const char* names[] = {"running", "at a warp shuffle", "at __syncthreads", "at grid.sync", "done"};
+    std::string s;
+    for (Block* b : blocks) {
+        int count[5] = {0, 0, 0, 0, 0};
+        for (Fiber& f : b->fibers) count[f.state]++;
+        s += " block (" + std::to_string(b->idx.x) + "," + std::to_string(b->idx.y) + "," +
+             std::to_string(b->idx.z) + "):";
+        for (int k = 0; k < 5; ++k)
+            if (count[k]) s += " " + std::to_string(count[k]) + " " + names[k] + ";";
+    }
+    return s;
+}
+
+// Runs the blocks to completion; false (g_error set) on a kernel error or a barrier deadlock.
+inline bool run(const std::vector<Block*>& blocks, bool reverse) {
+    for (;;) {
+        for (Block* b : blocks) {
+            const size_t n = b->fibers.size();
+            for (size_t k = 0; k < n; ++k) {
+                Fiber& f = b->fibers[reverse ? n - 1 - k : k];
+                if (f.state != RUN) continue;
+                g_fiber = &f;
+                g_block = b;
+                threadIdx = f.tid;
+                blockIdx = b->idx;
+                switch_context(g_sched, f.ctx);
+                if (!g_error.empty()) return false;
+            }
+        }
+        // nobody runs: release the narrowest barrier every live thread of its scope has reached
+        bool released = false;
+        size_t live_grid = 0, at_grid = 0;
+        for (Block* b : blocks) {
+            const size_t n = b->fibers.size();
+            for (size_t w = 0; w < n; w += 32) {
+                size_t live = 0, at = 0;
+                for (size_t i = w; i < std::min(n, w + 32); ++i) {
+                    live += b->fibers[i].state != DONE;
+                    at += b->fibers[i].state == WARP_BAR;
+                }
+                if (live && at == live) {
+                    for (size_t i = w; i < std::min(n, w + 32); ++i) b->fibers[i].state = RUN;
+                    released = true;
+                }
+            }
+        }
+        if (released) continue;
+        for (Block* b : blocks) {
+            size_t live = 0, at = 0;
+            for (Fiber& f : b->fibers) {
+                live += f.state != DONE;
+                at += f.state == BLOCK_BAR;
+                at_grid += f.state == GRID_BAR;
+            }
+            live_grid += live;
+            if (live && at == live) {
+                for (Fiber& f : b->fibers) f.state = RUN;
+                released = true;
+            }
+        }
+        if (released) continue;
+        if (live_grid == 0) return true;
+        if (at_grid == live_grid) {
+            for (Block* b : blocks)
+                for (Fiber& f : b->fibers)
+                    if (f.state == GRID_BAR) f.state = RUN;
+            continue;
+        }
+        g_error = "barrier deadlock: threads wait at barriers that cannot all be reached (divergent "
+                  "__syncthreads / shuffle / grid.sync);" + describe(blocks);
+        return false;
+    }
+}
+
+// One launch: every block of the grid, each thread running body(arg).
+inline bool launch(uint3 grid, uint3 block, size_t dynamic_bytes, bool cooperative, bool reverse,
+                   void (*body)(void*), void* arg) {
+    Launch l;
+    l.cooperative = cooperative;
+    l.dynamic_bytes = dynamic_bytes;
+    l.body = body;
+    l.body_arg = arg;
+    g_launch = &l;
+    g_error.clear();
+    gridDim = dim3{grid.x, grid.y, grid.z};
+    blockDim = dim3{block.x, block.y, block.z};
+    const size_t threads = (size_t)block.x * block.y * block.z;
+    const size_t nblocks = (size_t)grid.x * grid.y * grid.z;
+    if (threads == 0 || threads > 1024 || nblocks == 0) {
+        g_error = "bad launch configuration";
+        return false;
+    }
+    std::vector<uint3> order;
+    order.reserve(nblocks);
+    for (unsigned z = 0; z < grid.z; ++z)
+        for (unsigned y = 0; y < grid.y; ++y)
+            for (unsigned x = 0; x < grid.x; ++x) order.push_back(uint3{x, y, z});
+    const size_t together = cooperative ? nblocks : 1;
+    Stacks stacks(together * threads);
+    if (stacks.base == nullptr) {
+        g_error = "could not map fiber stacks";
+        return false;
+    }
+    std::vector<Block> storage(together);
+    std::vector<Block*> blocks;
+    bool ok = true;
+    for (size_t first = 0; ok && first < nblocks; first += together) {
+        blocks.clear();
+        for (size_t k = 0; k < together; ++k) {
+            start_block(storage[k], order[first + k], block, stacks, k * threads);
+            blocks.push_back(&storage[k]);
+        }
+        ok = run(blocks, reverse);
+        for (Block& b : storage) ok = release_block_memory(b) && ok;
+    }
+    g_launch = nullptr;
+    return ok;
+}
+
+// ------------------------------------------------------------------ kernel entry points
+// Kernel<&k>: calls k with its arguments unpacked from a void*[] (as cuLaunchKernel takes them), and
+// describes its parameters ("f4,i8,p8,...") so the Python side can check what it passes.
+template <class T> std::string code() {
+    if constexpr (std::is_pointer_v<T>) return "p8";
+    else if constexpr (std::is_same_v<T, bool>) return "b1";
+    else if constexpr (std::is_floating_point_v<T>) return "f" + std::to_string(sizeof(T));
+    else if constexpr (std::is_signed_v<T>) return "i" + std::to_string(sizeof(T));
+    else return "u" + std::to_string(sizeof(T));
+}
+
+template <auto K> struct Kernel;
+template <class... A, void (*K)(A...)> struct Kernel<K> {
+    struct Call {
+        void** args;
+    };
+    template <size_t... I> static void invoke(void** args, std::index_sequence<I...>) {
+        K(*static_cast<std::remove_cv_t<A>*>(args[I])...);
+    }
+    static void body(void* p) { invoke(static_cast<Call*>(p)->args, std::index_sequence_for<A...>{}); }
+    static std::string signature() {
+        std::string s;
+        ((s += (s.empty() ? "" : ",") + code<std::remove_cv_t<A>>()), ...);
+        return s;
+    }
+    static bool launch(uint3 grid, uint3 block, size_t dyn, bool coop, bool reverse, void** args) {
+        Call c{args};
+        return dlgpu_host::launch(grid, block, dyn, coop, reverse, &body, &c);
+    }
+};
+
+struct Entry {
+    const char* name;
+    bool (*launch)(uint3, uint3, size_t, bool, bool, void**);
+    std::string (*signature)();
+};
+
+}  // namespace dlgpu_host
+
+// A __shared__ array: this block's copy (declarations rewritten by _host.py).
+#define DLGPU_SHARED(T, name, dims)                  \
+    using name##_dlgpu_t = T dims;                   \
+    static const char name##_dlgpu_key = 0;          \
+    name##_dlgpu_t& name = *static_cast<name##_dlgpu_t*>(::dlgpu_host::shared(&name##_dlgpu_key, sizeof(name##_dlgpu_t)))
+#define DLGPU_EXTERN_SHARED(T, name) T* const name = static_cast<T*>(::dlgpu_host::dynamic_shared())
+
+inline void __syncthreads() { dlgpu_host::wait(dlgpu_host::BLOCK_BAR); }
+
+// ------------------------------------------------------------------ warp shuffles
+namespace dlgpu_host {
+// After a warp barrier: every lane of the caller's warp must have arrived (none exited, warp complete).
+inline void check_whole_warp(const char* what) {
+    const Block& b = *g_block;
+    const int base = g_fiber->lin & ~31;
+    if (base + 32 > (int)b.fibers.size()) fail(std::string(what) + " in a partial warp");
+    for (int i = base; i < base + 32; ++i)
+        if (b.fibers[i].state == DONE) fail(std::string(what) + " while lanes of the warp have exited");
+}
+
+template <class T> T shuffle(unsigned mask, T v, int src) {
+    static_assert(sizeof(T) <= 8, "shuffle of a type wider than 8 bytes");
+    if (mask != 0xffffffffu) fail("only full-warp shuffles are emulated");
+    Block& b = *g_block;
+    const int lin = g_fiber->lin, base = lin & ~31;
+    unsigned long long slot = 0;
+    memcpy(&slot, &v, sizeof(T));
+    b.xchg[lin] = slot;
+    wait(WARP_BAR);
+    check_whole_warp("a full-mask warp shuffle");
+    const unsigned long long got = b.xchg[base + (src & 31)];
+    wait(WARP_BAR);  // nobody overwrites its slot before every lane has read
+    T r;
+    memcpy(&r, &got, sizeof(T));
+    return r;
+}
+}  // namespace dlgpu_host
+
+template <class T> T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+    if (width != 32) dlgpu_host::fail("__shfl_xor_sync with width != 32 is not emulated");
+    return dlgpu_host::shuffle(mask, v, (dlgpu_host::g_fiber->lin & 31) ^ lane_mask);
+}
+template <class T> T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
+    if (width != 32) dlgpu_host::fail("__shfl_sync with width != 32 is not emulated");
+    return dlgpu_host::shuffle(mask, v, src_lane);
+}
+
+// ------------------------------------------------------------------ atomics and intrinsics
+// One host thread runs every fiber, and a fiber is never preempted: plain read-modify-write is atomic.
+template <class T, class U> T atomicAdd(T* p, U v) {
+    const T old = *p;
+    *p = (T)(old + v);
+    return old;
+}
+template <class T> T __ldcg(const T* p) { return *p; }
+inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((unsigned long long)a * b) >> 32); }
+inline float __int_as_float(int v) {
+    float f;
+    memcpy(&f, &v, 4);
+    return f;
+}
+inline int __float_as_int(float f) {
+    int v;
+    memcpy(&v, &f, 4);
+    return v;
+}
+
+// ------------------------------------------------------------------ half and bfloat16
+struct __half { unsigned short __x; };
+struct __half2 { __half x, y; };
+struct __nv_bfloat16 { unsigned short __x; };
+struct __nv_bfloat162 { __nv_bfloat16 x, y; };
+
+inline float __half2float(__half h) {
+    _Float16 v;
+    memcpy(&v, &h.__x, 2);
+    return (float)v;
+}
+inline __half __float2half_rn(float f) {
+    const _Float16 v = (_Float16)f;
+    __half h;
+    memcpy(&h.__x, &v, 2);
+    return h;
+}
+inline __half __float2half(float f) { return __float2half_rn(f); }
+inline __half __double2half(double d) {  // rounded once, from double
+    const _Float16 v = (_Float16)d;
+    __half h;
+    memcpy(&h.__x, &v, 2);
+    return h;
+}
+inline __half __ushort_as_half(unsigned short u) { return __half{u}; }
+inline unsigned short __half_as_ushort(__half h) { return h.__x; }
+inline float2 __half22float2(__half2 h) { return float2{__half2float(h.x), __half2float(h.y)}; }
+
+inline float __bfloat162float(__nv_bfloat16 b) {
+    const unsigned u = (unsigned)b.__x << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+    unsigned u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return __nv_bfloat16{(unsigned short)((u >> 16) | 0x40)};  // quiet NaN
+    u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
+    return __nv_bfloat16{(unsigned short)(u >> 16)};
+}
+inline __nv_bfloat16 __float2bfloat16(float f) { return __float2bfloat16_rn(f); }
+// double -> bf16 rounded once: round to float by truncation with the inexactness kept in the last
+// bit (round-to-odd; 16 spare bits), then to nearest even.
+inline __nv_bfloat16 __double2bfloat16(double d) {
+    if (d != d) return __float2bfloat16_rn((float)d);
+    float f = (float)d;
+    if ((double)f != d && !isinf(d)) {
+        if (fabs((double)f) > fabs(d)) f = nextafterf(f, 0.f);
+        unsigned u;
+        memcpy(&u, &f, 4);
+        u |= 1u;
+        memcpy(&f, &u, 4);
+    }
+    return __float2bfloat16_rn(f);
+}
+inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) { return __nv_bfloat16{u}; }
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.__x; }
+inline float2 __bfloat1622float2(__nv_bfloat162 b) { return float2{__bfloat162float(b.x), __bfloat162float(b.y)}; }
+
+// ------------------------------------------------------------------ cooperative groups
+namespace cooperative_groups {
+struct grid_group {
+    void sync() const {
+        if (!dlgpu_host::g_launch->cooperative) dlgpu_host::fail("grid.sync() in a launch that is not cooperative");
+        dlgpu_host::wait(dlgpu_host::GRID_BAR);
+    }
+    bool is_valid() const { return dlgpu_host::g_launch->cooperative; }
+};
+inline grid_group this_grid() { return grid_group{}; }
+}  // namespace cooperative_groups
+
+// ------------------------------------------------------------------ WMMA (mma.h)
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+inline float widen(float v) { return v; }
+inline float widen(__half v) { return __half2float(v); }
+inline float widen(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// Every lane holds the whole tile, row-major: x[r * cols + c].
+template <class Use, int M, int N, int K, class T, class Layout = void> struct fragment {
+    static constexpr int rows = std::is_same_v<Use, matrix_b> ? K : M;
+    static constexpr int cols = std::is_same_v<Use, matrix_a> ? K : N;
+    static constexpr int num_elements = rows * cols;
+    T x[rows * cols];
+};
+
+template <class Use, int M, int N, int K, class T, class L>
+void fill_fragment(fragment<Use, M, N, K, T, L>& f, T v) {
+    for (int i = 0; i < f.num_elements; ++i) f.x[i] = v;
+}
+template <class Use, int M, int N, int K, class T, class L>
+void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, const T* p, unsigned ldm) {
+    using F = fragment<Use, M, N, K, T, L>;
+    for (int r = 0; r < F::rows; ++r)
+        for (int c = 0; c < F::cols; ++c)
+            f.x[r * F::cols + c] = std::is_same_v<L, col_major> ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c];
+}
+template <int M, int N, int K, class T>
+void load_matrix_sync(fragment<accumulator, M, N, K, T>& f, const T* p, unsigned ldm, layout_t layout) {
+    for (int r = 0; r < M; ++r)
+        for (int c = 0; c < N; ++c)
+            f.x[r * N + c] = layout == mem_col_major ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c];
+}
+template <int M, int N, int K, class T>
+void store_matrix_sync(T* p, const fragment<accumulator, M, N, K, T>& f, unsigned ldm, layout_t layout) {
+    for (int r = 0; r < M; ++r)
+        for (int c = 0; c < N; ++c) (layout == mem_col_major ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c]) = f.x[r * N + c];
+}
+template <int M, int N, int K, class TA, class LA, class TB, class LB>
+void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, TA, LA>& a,
+              const fragment<matrix_b, M, N, K, TB, LB>& b, const fragment<accumulator, M, N, K, float>& c) {
+    // warp-collective: each lane computes every 32nd element of the tile, then all lanes copy it
+    using namespace dlgpu_host;
+    Block& blk = *g_block;
+    const int lin = g_fiber->lin, lane = lin & 31;
+    if (blk.mma.empty()) blk.mma.resize((blk.fibers.size() + 31) / 32 * M * N);
+    float* out = blk.mma.data() + (size_t)(lin >> 5) * M * N;
+    for (int e = lane; e < M * N; e += 32) {
+        const int i = e / N, j = e % N;
+        float acc = c.x[e];
+        for (int k = 0; k < K; ++k) acc += widen(a.x[i * K + k]) * widen(b.x[k * N + j]);
+        out[e] = acc;
+    }
+    wait(WARP_BAR);
+    check_whole_warp("wmma::mma_sync");
+    for (int e = 0; e < M * N; ++e) d.x[e] = out[e];
+    wait(WARP_BAR);  // the tile is not overwritten before every lane has copied it
+}
+}  // namespace wmma
+}  // namespace nvcuda

@@ -1,0 +1,3 @@
+// Stand-in for CUDA's <mma.h> when kernels/cuda runs on the CPU: see dlgpu_host.h.
+#pragma once
+#include "dlgpu_host.h"
