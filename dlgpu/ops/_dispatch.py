@@ -161,8 +161,14 @@ def triton_interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-@cache
 def _status(name: str) -> BackendStatus:
+    if name == "cupy" and cupy_host_run():
+        return BackendStatus(name, True, devices=("cpu (host run)",))
+    return _probe(name)
+
+
+@cache
+def _probe(name: str) -> BackendStatus:
     if name == "numpy":
         return BackendStatus(name, True, devices=("cpu",))
     if name == "numba":
@@ -268,7 +274,17 @@ def _runs_on(backend: str) -> set[str]:
     kinds = set(_RUNS_ON[backend])
     if backend == "triton" and triton_interpret():
         kinds.add("torch_cpu")
+    if backend == "cupy" and cupy_host_run():
+        kinds |= {"numpy", "torch_cpu"}
     return kinds
+
+
+def cupy_host_run() -> bool:
+    """True inside ``dlgpu.kernels.cuda._host.host_run()``, where the cupy backend's CUDA C kernels run
+    on the CPU and take torch CPU tensors and NumPy arrays in place of device arrays."""
+    from ..kernels.cuda import _common
+
+    return _common.host_executing()
 
 
 def resolve(op: str, args: tuple = (), kwargs: dict | None = None, backend: str | None = None) -> str:

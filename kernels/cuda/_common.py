@@ -185,6 +185,12 @@ def _dry() -> list[Launch] | None:
     return _DRY[-1][0] if _DRY else None
 
 
+def host_executing() -> bool:
+    """True inside ``_host.host_run()``: launches execute on the CPU, so the loaders' results are real
+    (``dlgpu.ops`` then lets the cupy backend take CPU arrays)."""
+    return bool(_DRY) and _DRY[-1][1] is not None
+
+
 # ------------------------------------------------------------------ modules
 
 

@@ -8,8 +8,8 @@ Each module (one ``.cu`` with its headers inlined, exactly ``Module.source``) is
 a shared library with ``host/dlgpu_host.h`` (fibers for CUDA threads, per-block shared memory,
 barriers, warp shuffles, grid.sync, half/bf16, WMMA; see that header for what is and is not
 emulated) and a table of the loader's NAME_EXPRESSIONS. Libraries are cached under
-``$DLGPU_HOST_CACHE`` (default ``~/.cache/dlgpu/cuda-host``), keyed by the generated source, the
-runtime header and the compiler. Kernel arguments go through the same checks as a real launch, and
+``$DLGPU_CACHE_DIR/cuda-host`` (default ``~/.cache/dlgpu/cuda-host``), keyed by the generated
+source, the runtime header and the compiler. Kernel arguments go through the same checks as a real launch, and
 each is checked against the instantiation's C parameter types before the call.
 
 ``reason()`` says why host runs are unavailable (no C++ compiler); tests skip with it.
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _common
+from . import _common, _resources
 from ._common import Launch, Module
 
 HOST_DIR = Path(__file__).resolve().parent / "host"
@@ -111,8 +111,7 @@ extern "C" int dlgpu_host_launch(const char* name, const unsigned* grid, const u
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("DLGPU_HOST_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "dlgpu", "cuda-host")
-    return Path(root)
+    return _resources.cache_dir().parent / "cuda-host"
 
 
 @cache

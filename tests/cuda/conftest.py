@@ -42,23 +42,15 @@ class Target:
 
 
 @pytest.fixture(params=[pytest.param("gpu", marks=pytest.mark.gpu), "host"])
-def target(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Target]:
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     """Each test twice: on the GPU, and on the CPU through the host-compiled CUDA C."""
     if request.param == "gpu":
         yield Target("gpu", "cuda", pytest.importorskip("cupy"))
         return
     from dlgpu.kernels.cuda import _host
-    from dlgpu.ops import _dispatch
 
     why = _host.reason()
     if why is not None:
         pytest.skip(why)
-    resolve = _dispatch.resolve
-
-    def cupy_on_host(op: str, args: tuple = (), kwargs: dict | None = None, backend: str | None = None) -> str:
-        # host runs take CPU arrays, which the dispatcher would (rightly) refuse for the cupy backend
-        return "cupy" if backend == "cupy" else resolve(op, args, kwargs, backend)
-
-    monkeypatch.setattr(_dispatch, "resolve", cupy_on_host)
-    with _host.host_run():
+    with _host.host_run():  # dlgpu.ops.call(..., backend="cupy") takes CPU arrays in here
         yield Target("host", "cpu", np)

@@ -13,7 +13,6 @@ import torch
 
 from dlgpu import ops
 from dlgpu.kernels.cuda import _common, _host
-from dlgpu.ops import _dispatch
 from dlgpu.testing.cases import all_cases, run_case, torch_inputs
 
 pytestmark = pytest.mark.skipif(_host.reason() is not None, reason=str(_host.reason()))
@@ -236,17 +235,27 @@ def test_wmma_tile_product(gen, dtype):
     np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5)
 
 
-# ------------------------------------------------------------------ the real kernels, threads reversed
+# ------------------------------------------------------------------ dispatch and the real kernels, reversed
+def test_the_cupy_backend_takes_cpu_arrays_only_inside_a_host_run():
+    x = torch.tensor([-1.0, 2.0])
+    with pytest.raises(ops.BackendError, match="cupy"):
+        ops.call("relu_forward", x, backend="cupy")
+    with _host.host_run() as log:
+        assert ops.backends()["cupy"].available
+        torch.testing.assert_close(ops.call("relu_forward", x, backend="cupy"), torch.tensor([0.0, 2.0]))
+    assert [e.name for e in log] == ["act_fwd_kernel<float, 1>"]
+    with _common.dry_run():  # a dry run only records: nothing would compute the outputs
+        assert not ops.backends()["cupy"].available
+
+
+
 FAMILIES = ("activations", "linear", "conv", "locally_connected", "pooling", "dropout", "losses", "regularizers")
 CASES = {c.name: c for c in all_cases(seed=5, size="quick") if ops.OPS[c.forward] in FAMILIES}
 
 
-def test_every_op_with_threads_in_reverse_order(monkeypatch):
+def test_every_op_with_threads_in_reverse_order():
     """A race on one side of a missing barrier (a thread reading shared memory a later thread writes)
     shows in one of the two orders; conftest's host target runs the forward order."""
-    resolve = _dispatch.resolve
-    monkeypatch.setattr(_dispatch, "resolve", lambda op, a=(), k=None, backend=None: "cupy" if backend == "cupy"
-                        else resolve(op, a, k, backend))  # fmt: skip
     bad = []
     with _host.host_run(reverse=True):
         for name, case in sorted(CASES.items()):

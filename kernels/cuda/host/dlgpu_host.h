@@ -238,7 +238,7 @@ inline bool release_block_memory(Block& b) {
     __builtin_unreachable();  // never resumed
 }
 
-constexpr size_t STACK_BYTES = 256 * 1024;  // untouched pages cost nothing (MAP_NORESERVE)
+constexpr size_t STACK_BYTES = 64 * 1024;  // the kernels keep a few KB of locals; untouched pages cost nothing
 
 // Stacks with a PROT_NONE guard page below each, so an overflow faults instead of corrupting.
 struct Stacks {
