@@ -32,7 +32,8 @@ is_device_array(x) -> bool, round_to_dtype(v, dtype) -> float (v rounded as dtyp
 ctype(dtype) -> C type ("float", "__half", "__nv_bfloat16"), dtype_name(dtype) -> "float32", ...
 cdiv(a, b), ACTIVATION_CODES {"none": 0, ...} (the ACT_* codes of common.cuh)
 dry_run(runner=None) -> context manager recording launches instead of running them (tests without a
-    GPU); ``_host.host_run()`` is the dry run whose launches also execute on the CPU (g++)
+    GPU); ``_host.host_run()`` is the dry run whose launches also execute on the CPU (g++);
+    host_executing() -> True inside host_run()
 GEMM_THREADS (256), gemm_tiles(rows, cols) -> 64x64 tile counts, split_k(k, tiles) -> (splits, chunk)
 
 Arrays: cupy arrays, or torch CUDA tensors used in place through ``data_ptr()`` (no copy); outputs

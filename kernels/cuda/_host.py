@@ -9,8 +9,9 @@ a shared library with ``host/dlgpu_host.h`` (fibers for CUDA threads, per-block 
 barriers, warp shuffles, grid.sync, half/bf16, WMMA; see that header for what is and is not
 emulated) and a table of the loader's NAME_EXPRESSIONS. Libraries are cached under
 ``$DLGPU_CACHE_DIR/cuda-host`` (default ``~/.cache/dlgpu/cuda-host``), keyed by the generated
-source, the runtime header and the compiler. Kernel arguments go through the same checks as a real launch, and
-each is checked against the instantiation's C parameter types before the call.
+source, the runtime header and the compiler. Kernel arguments go through the same checks as a real
+launch, and each is checked against the instantiation's C parameter types before the call. Inside
+``host_run()``, ``dlgpu.ops.call(..., backend="cupy")`` takes torch CPU tensors and NumPy arrays.
 
 ``reason()`` says why host runs are unavailable (no C++ compiler); tests skip with it.
 """
