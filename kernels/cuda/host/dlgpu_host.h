@@ -484,16 +484,16 @@ template <class T, class U> T atomicAdd(T* p, U v) {
 }
 template <class T> T __ldcg(const T* p) { return *p; }
 inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((unsigned long long)a * b) >> 32); }
-inline float __int_as_float(int v) {
-    float f;
-    memcpy(&f, &v, 4);
-    return f;
+namespace dlgpu_host {
+template <class To, class From> To bit_cast(From v) {  // C++20's std::bit_cast
+    static_assert(sizeof(To) == sizeof(From), "bit_cast between types of different sizes");
+    To t;
+    memcpy(&t, &v, sizeof(To));
+    return t;
 }
-inline int __float_as_int(float f) {
-    int v;
-    memcpy(&v, &f, 4);
-    return v;
-}
+}  // namespace dlgpu_host
+inline float __int_as_float(int v) { return dlgpu_host::bit_cast<float>(v); }
+inline int __float_as_int(float f) { return dlgpu_host::bit_cast<int>(f); }
 
 // ------------------------------------------------------------------ half and bfloat16
 struct __half { unsigned short __x; };
@@ -501,37 +501,18 @@ struct __half2 { __half x, y; };
 struct __nv_bfloat16 { unsigned short __x; };
 struct __nv_bfloat162 { __nv_bfloat16 x, y; };
 
-inline float __half2float(__half h) {
-    _Float16 v;
-    memcpy(&v, &h.__x, 2);
-    return (float)v;
-}
-inline __half __float2half_rn(float f) {
-    const _Float16 v = (_Float16)f;
-    __half h;
-    memcpy(&h.__x, &v, 2);
-    return h;
-}
+inline float __half2float(__half h) { return (float)dlgpu_host::bit_cast<_Float16>(h.__x); }
+inline __half __float2half_rn(float f) { return __half{dlgpu_host::bit_cast<unsigned short>((_Float16)f)}; }
 inline __half __float2half(float f) { return __float2half_rn(f); }
-inline __half __double2half(double d) {  // rounded once, from double
-    const _Float16 v = (_Float16)d;
-    __half h;
-    memcpy(&h.__x, &v, 2);
-    return h;
-}
+// rounded once, from double
+inline __half __double2half(double d) { return __half{dlgpu_host::bit_cast<unsigned short>((_Float16)d)}; }
 inline __half __ushort_as_half(unsigned short u) { return __half{u}; }
 inline unsigned short __half_as_ushort(__half h) { return h.__x; }
 inline float2 __half22float2(__half2 h) { return float2{__half2float(h.x), __half2float(h.y)}; }
 
-inline float __bfloat162float(__nv_bfloat16 b) {
-    const unsigned u = (unsigned)b.__x << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
+inline float __bfloat162float(__nv_bfloat16 b) { return dlgpu_host::bit_cast<float>((unsigned)b.__x << 16); }
 inline __nv_bfloat16 __float2bfloat16_rn(float f) {
-    unsigned u;
-    memcpy(&u, &f, 4);
+    unsigned u = dlgpu_host::bit_cast<unsigned>(f);
     if ((u & 0x7fffffffu) > 0x7f800000u) return __nv_bfloat16{(unsigned short)((u >> 16) | 0x40)};  // quiet NaN
     u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
     return __nv_bfloat16{(unsigned short)(u >> 16)};
@@ -544,10 +525,7 @@ inline __nv_bfloat16 __double2bfloat16(double d) {
     float f = (float)d;
     if ((double)f != d && !isinf(d)) {
         if (fabs((double)f) > fabs(d)) f = nextafterf(f, 0.f);
-        unsigned u;
-        memcpy(&u, &f, 4);
-        u |= 1u;
-        memcpy(&f, &u, 4);
+        f = dlgpu_host::bit_cast<float>(dlgpu_host::bit_cast<unsigned>(f) | 1u);
     }
     return __float2bfloat16_rn(f);
 }
