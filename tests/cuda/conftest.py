@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 import torch
 
+from dlgpu.testing.cases import torch_inputs
+
 
 @dataclass
 class Target:
@@ -29,8 +31,8 @@ class Target:
     xp: ModuleType
 
     def tensor(self, a: Any, dtype: str = "float32") -> torch.Tensor:
-        """A torch tensor on the target from a NumPy array."""
-        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device, getattr(torch, dtype))
+        """A torch tensor on the target from a NumPy array (float arrays in ``dtype``)."""
+        return torch_inputs(dtype, self.device)(np.asarray(a))
 
     def array(self, a: np.ndarray) -> Any:
         """An array of the target's array module (a cupy array on the GPU) from a NumPy array."""
