@@ -14,6 +14,14 @@ launch, and each is checked against the instantiation's C parameter types before
 ``host_run()``, ``dlgpu.ops.call(..., backend="cupy")`` takes torch CPU tensors and NumPy arrays.
 
 ``reason()`` says why host runs are unavailable (no C++ compiler); tests skip with it.
+
+Sanitizers: with ``DLGPU_HOST_SANITIZER=memcheck`` (AddressSanitizer: every out-of-bounds load or
+store of global, shared or local memory) or ``racecheck`` (ThreadSanitizer: every pair of CUDA
+threads touching an address, one writing, with no __syncthreads / grid.sync / launch boundary
+between them) the modules are compiled instrumented, and a sanitizer's report during a launch makes
+that launch raise RuntimeError with the report. The sanitizer's runtime must be loaded first in the
+process: ``python -m dlgpu.kernels.cuda.hostcheck --tool racecheck python -m pytest tests/cuda``
+sets that up (see hostcheck.py and the header's "Sanitizers" note).
 """
 
 from __future__ import annotations
@@ -25,9 +33,11 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -47,6 +57,56 @@ _SHARED = re.compile(
     r"__shared__\s+(?:__align__\(\s*\d+\s*\)\s+)?(?P<type>[\w:<>, ]+?)\s+(?P<name>\w+)\s*(?P<dims>(?:\[[^\]]+\]\s*)*);"
 )
 _LOCK = threading.Lock()
+
+# ThreadSanitizer dies past 8128 live threads, and every CUDA thread of a cooperative launch is a live
+# fiber: under racecheck a launch may hold this many (the rest is left to Python's own threads).
+RACECHECK_FIBERS = 6144
+
+
+@dataclass(frozen=True)
+class Sanitizer:
+    """How one host sanitizer is built and run."""
+
+    flags: tuple[str, ...]  # g++ flags of an instrumented module
+    runtime: str  # the shared library to preload (g++ -print-file-name=...)
+    init_symbol: str  # present in the process when that runtime is loaded
+    options_var: str  # its options' environment variable
+    options: str  # dlgpu's defaults for them (hostcheck.py; the user's settings win)
+
+
+SANITIZERS: dict[str, Sanitizer] = {
+    "memcheck": Sanitizer(
+        ("-fsanitize=address", "-fsanitize-recover=address", "-fno-omit-frame-pointer", "-g"), "libasan.so",
+        "__asan_init", "ASAN_OPTIONS",
+        # Python's own leaks are not ours; keep going after a report so the launch can raise it (and
+        # leave the exit status to the command: hostcheck.py fails a run whose log was not all read)
+        "detect_leaks=0:halt_on_error=0:exitcode=0:detect_stack_use_after_return=0:detect_odr_violation=0",
+    ),
+    "racecheck": Sanitizer(
+        ("-fsanitize=thread", "-fno-omit-frame-pointer", "-g", f"-DDLGPU_TSAN_FIBERS={RACECHECK_FIBERS}"),
+        "libtsan.so", "__tsan_init", "TSAN_OPTIONS",
+        # Python, NumPy and torch are not instrumented; their libc calls are not the kernels' races
+        "ignore_noninstrumented_modules=1:report_signal_unsafe=0:halt_on_error=0:exitcode=0",
+    ),
+}
+
+
+def sanitizer() -> str | None:
+    """The sanitizer the host modules are built with: $DLGPU_HOST_SANITIZER (None when unset)."""
+    name = os.environ.get("DLGPU_HOST_SANITIZER") or None
+    if name is not None and name not in SANITIZERS:
+        raise ValueError(f"DLGPU_HOST_SANITIZER={name!r}: expected one of {sorted(SANITIZERS)}")
+    return name
+
+
+def max_coresident_threads() -> int | None:
+    """How many CUDA threads a cooperative launch may have on the host (None: no limit but memory)."""
+    return RACECHECK_FIBERS if sanitizer() == "racecheck" else None
+
+
+def runtime_loaded(name: str) -> bool:
+    """True when sanitizer ``name``'s runtime is loaded in this process."""
+    return hasattr(ctypes.CDLL(None), SANITIZERS[name].init_symbol)
 
 
 def find_cxx() -> str | None:
@@ -122,7 +182,9 @@ def _compiler_id(cxx: str) -> str:
 
 def _build_command(cxx: str, module: Module, src: Path, out: Path) -> list[str]:
     defines = [o for o in module.options if o.startswith("-D")]
-    head = [cxx, *CXX_FLAGS, f"-I{HOST_DIR}", "-include", "dlgpu_host.h", *defines]
+    tool = sanitizer()
+    extra = SANITIZERS[tool].flags if tool else ()
+    head = [cxx, *CXX_FLAGS, *extra, f"-I{HOST_DIR}", "-include", "dlgpu_host.h", *defines]
     return [*head, "-x", "c++", str(src), "-o", str(out)]
 
 
@@ -136,13 +198,18 @@ def library_path(module: Module) -> Path:
     for part in (text, (HOST_DIR / "dlgpu_host.h").read_text(), " ".join(_build_command(cxx, module, Path(), Path())),
                  _compiler_id(cxx)):  # fmt: skip
         key.update(part.encode())
-    out = _cache_dir() / f"{module.family}{'-coop' if module.cooperative else ''}-{key.hexdigest()[:16]}.so"
+    tool = sanitizer()
+    stem = f"{module.family}{'-coop' if module.cooperative else ''}{f'-{tool}' if tool else ''}-{key.hexdigest()[:16]}"
+    out = _cache_dir() / f"{stem}.so"
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        src, so = Path(tmp) / f"{module.family}.cpp", Path(tmp) / "lib.so"
-        src.write_text(text)
+        # the source stays beside the library: a sanitizer's report names its lines
+        src, so = out.with_suffix(".cpp"), Path(tmp) / "lib.so"
+        tmp_src = Path(tmp) / src.name
+        tmp_src.write_text(text)
+        os.replace(tmp_src, src)
         res = subprocess.run(_build_command(cxx, module, src, so), capture_output=True, text=True, check=False)
         if res.returncode != 0:
             raise RuntimeError(f"{module.family}: host compile failed:\n{res.stderr[-4000:]}")
@@ -150,11 +217,76 @@ def library_path(module: Module) -> Path:
     return out
 
 
+# an unsymbolized frame of a library: "#3 <null> <null> (lstm-racecheck-0123abcd.so+0x5454)" (TSan),
+# "#0 0x7f001c865310  (/root/.cache/dlgpu/cuda-host/lstm-memcheck-0123abcd.so+0x5310)" (ASan)
+_NULL_FRAME = re.compile(
+    r"(?:<null> <null>|(?P<pc>0x[0-9a-f]+) ) \((?:[^()\s]*/)?(?P<lib>[\w.-]+\.so)\+0x(?P<off>[0-9a-f]+)\)"
+)
+
+
+def _symbolize(text: str) -> str:
+    """``text`` with the frames the sanitizer could not name (ThreadSanitizer misses libraries loaded
+    after its first report) named by addr2line from the cached libraries' debug information."""
+    addr2line = shutil.which("addr2line")
+    if addr2line is None:
+        return text
+
+    def name(m: re.Match) -> str:
+        lib = _cache_dir() / m["lib"]
+        if not lib.is_file():
+            return m[0]
+        out = subprocess.run([addr2line, "-f", "-C", "-e", str(lib), f"0x{m['off']}"], capture_output=True,
+                             text=True, check=False).stdout.split("\n")  # fmt: skip
+        if len(out) < 2 or out[0] == "??":
+            return m[0]
+        pc = f"{m['pc']} in " if m["pc"] else ""
+        return f"{pc}{out[0]} {out[1].split(' (')[0]} ({m['lib']}+0x{m['off']})"
+
+    return _NULL_FRAME.sub(name, text)
+
+
+class _Reports:
+    """Where the loaded sanitizer writes its reports (``__sanitizer_set_report_path``): the log
+    ``report.<pid>`` in $DLGPU_HOSTCHECK_DIR (hostcheck.py's folder) or a temporary one. How far this
+    process has read it, and so passed it on, is kept in ``read.<pid>``: what the log has beyond
+    that when the process ends (a sanitizer that stopped it) is for hostcheck.py to show."""
+
+    def __init__(self) -> None:
+        self.dir = Path(os.environ.get("DLGPU_HOSTCHECK_DIR") or tempfile.mkdtemp(prefix="dlgpu-hostcheck-"))
+        set_path = getattr(ctypes.CDLL(None), "__sanitizer_set_report_path")  # (no name mangling)
+        set_path(str(self.dir / "report").encode())
+        self.seen = 0
+
+    def new(self) -> str:
+        """The report text written since the last call ("" when none)."""
+        path = self.dir / f"report.{os.getpid()}"
+        if not path.is_file() or path.stat().st_size == self.seen:
+            return ""
+        with path.open("rb") as f:
+            f.seek(self.seen)
+            text = f.read()
+        self.seen += len(text)
+        (self.dir / f"read.{os.getpid()}").write_text(str(self.seen))
+        return _symbolize(text.decode(errors="replace"))
+
+
+@cache
+def _reports(tool: str) -> _Reports:
+    return _Reports()
+
+
 class HostModule:
     """One module's shared library: ``launch`` runs a kernel, ``signature`` gives its parameter codes."""
 
     def __init__(self, module: Module) -> None:
         self.module = module
+        self.tool = sanitizer()
+        if self.tool is not None and not runtime_loaded(self.tool):
+            raise RuntimeError(
+                f"DLGPU_HOST_SANITIZER={self.tool}: the sanitizer's runtime is not loaded in this process; run "
+                f"the command under `python -m dlgpu.kernels.cuda.hostcheck --tool {self.tool} ...`"
+            )
+        self.reports = _reports(self.tool) if self.tool else None
         self.lib = ctypes.CDLL(str(library_path(module)))
         self.lib.dlgpu_host_launch.restype = ctypes.c_int
         self.lib.dlgpu_host_signature.restype = ctypes.c_int
@@ -190,7 +322,12 @@ class HostModule:
         err = ctypes.create_string_buffer(4096)
         coop, dyn = int(self.module.cooperative), ctypes.c_ulonglong(int(shared_mem))
         with _LOCK:  # the runtime's scheduler state is process-global
+            if self.reports and (before := self.reports.new()):  # not this launch's: not raised, but shown
+                print(f"dlgpu host {self.tool}: reported outside a kernel launch:\n{before}", file=sys.stderr)
             rc = self.lib.dlgpu_host_launch(name.encode(), g, b, dyn, coop, int(reverse), argv, err, len(err))
+            report = self.reports.new() if self.reports else ""
+        if report:
+            raise RuntimeError(f"{self.module.family}.{name}: {self.tool} reported:\n{report}")
         if rc != 0:
             raise RuntimeError(f"{self.module.family}.{name}: {err.value.decode()}")
 

@@ -41,12 +41,13 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
 from ...reference import rnn as _ref
 from ...reference._validate import check_choice
+from . import _host
 from ._common import Call, Module, cdiv, ctype, dtype_name, f32, i32, i64, ptr
 
 NONLINEARITIES = _ref.NONLINEARITIES
@@ -158,6 +159,15 @@ DRY_RUN_LIMITS = DeviceLimits(132, 233472, 232448, 1024, True)
 DRY_RUN_OCCUPANCY = 1
 
 
+def dry_run_limits() -> DeviceLimits:
+    """DRY_RUN_LIMITS, with no more SMs than the host runtime can run co-resident blocks of
+    REC_THREADS threads (under racecheck, _host.max_coresident_threads())."""
+    cap = _host.max_coresident_threads()
+    if cap is None or DRY_RUN_LIMITS.sm_count * REC_THREADS <= cap:
+        return DRY_RUN_LIMITS
+    return replace(DRY_RUN_LIMITS, sm_count=cap // REC_THREADS)
+
+
 @cache
 def device_limits(device: int) -> DeviceLimits:
     """SM count, shared memory per SM / per block (opt-in) / reserved per block, cooperative launch."""
@@ -184,7 +194,7 @@ def choose_persistent(
     if _path == "step":
         return None
     if call.device < 0:  # dry run: no device to ask
-        limits, occ = DRY_RUN_LIMITS, DRY_RUN_OCCUPANCY
+        limits, occ = dry_run_limits(), DRY_RUN_OCCUPANCY
     else:
         import cupy
         from cupy.cuda import driver

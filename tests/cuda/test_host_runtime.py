@@ -1,7 +1,10 @@
 """The host runtime that runs the CUDA C kernels on the CPU (kernels/cuda/_host.py, host/dlgpu_host.h):
 that it computes what a device would, and that it reports what a device would hide or hang on.
 
-Each test compiles a small CUDA C source of its own through the same path as the real modules."""
+Each test compiles a small CUDA C source of its own through the same path as the real modules.
+tests/cuda/test_hostcheck.py runs this file again under each host sanitizer (hostcheck.py): then
+every test here must pass with the kernels instrumented, and the tests of the "sanitizers" section,
+skipped otherwise, check that the tool reports the bugs it is for."""
 
 from __future__ import annotations
 
@@ -160,6 +163,8 @@ def test_shared_memory_is_per_block_and_barriers_order_it(gen):
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_a_missing_barrier_reads_poisoned_shared_memory(gen, reverse):
+    if _host.sanitizer() == "racecheck":
+        pytest.skip("racecheck reports this race itself (test_racecheck_reports_a_missing_barrier)")
     x = gen.standard_normal(256).astype(np.float32)
     y = np.zeros_like(x)
     run(SYNC, "no_barrier", (1,), (256,), (P(x), P(y)), reverse=reverse)
@@ -182,7 +187,7 @@ def test_grid_sync_runs_every_block_together_and_only_in_a_cooperative_launch():
 
 def test_writes_past_dynamic_shared_memory_are_reported():
     run(SYNC, "overrun", (2,), (32,), (I64(99),), shared_mem=100)
-    with pytest.raises(RuntimeError, match="past the 100 bytes"):
+    with pytest.raises(RuntimeError, match="past the 100 bytes|AddressSanitizer: heap-buffer-overflow"):
         run(SYNC, "overrun", (2,), (32,), (I64(100),), shared_mem=100)
 
 
@@ -263,3 +268,100 @@ def test_every_op_with_threads_in_reverse_order():
             if res.error or not res.ok or not res.reports:
                 bad.append(f"{name}: {res.error or [str(r) for r in res.reports if not r.ok]}")
     assert not bad, "\n".join(bad)
+
+
+# ------------------------------------------------------------------ sanitizers (run by test_hostcheck.py)
+# One kernel per bug: a sanitizer reports a given pair of source lines once per process.
+BUGS = SourceModule("t_bugs", ("read_past", "write_past", "shared_past", "local_past", "no_barrier_rc",
+                               "blocks_overlap", "blocks_overlap_after_barrier", "other_block_unsynced"), r"""
+__global__ void read_past(const float* x, float* y, long long n) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i <= n) y[i % n] = x[i];  // i == n: one element past the end
+}
+__global__ void write_past(float* y, long long n) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i <= n) y[i] = 1.f;
+}
+__global__ void shared_past(float* y) {
+    __shared__ float s[32];
+    s[threadIdx.x] = threadIdx.x;
+    __syncthreads();
+    y[threadIdx.x] = s[threadIdx.x + 1];  // lane 31 reads s[32]
+}
+__global__ void local_past(float* y, int k) {
+    float a[4] = {1.f, 2.f, 3.f, 4.f};
+    y[threadIdx.x] = a[k + threadIdx.x % 2];  // k = 3: every other thread reads a[4]
+}
+__global__ void no_barrier_rc(const float* x, float* y) {
+    __shared__ float s[64];
+    s[threadIdx.x] = x[threadIdx.x];
+    y[threadIdx.x] = s[63 - threadIdx.x];  // the partner's slot, with no __syncthreads between
+}
+__global__ void blocks_overlap(float* y) {  // blockIdx forgotten: every block writes the same slots
+    y[threadIdx.x] = threadIdx.x;
+}
+__global__ void blocks_overlap_after_barrier(float* y) {  // a block's barrier orders nothing in the next
+    __syncthreads();
+    y[threadIdx.x] = threadIdx.x;
+}
+__global__ void other_block_unsynced(int* flag, int* seen) {  // grid.sync forgotten
+    if (threadIdx.x == 0) flag[blockIdx.x] = 1;
+    __syncthreads();
+    if (threadIdx.x == 0) seen[blockIdx.x] = flag[(blockIdx.x + 1) % gridDim.x];
+}
+""")
+BUGS_COOP = SourceModule("t_bugs_coop", ("other_block_unsynced",), BUGS.source, cooperative=True)
+
+
+def only_under(tool: str):
+    return pytest.mark.skipif(
+        _host.sanitizer() != tool,
+        reason=f"runs under python -m dlgpu.kernels.cuda.hostcheck --tool {tool} (tests/cuda/test_hostcheck.py)",
+    )
+
+
+def reported(what: str):
+    return pytest.raises(RuntimeError, match=f"(?s)(memcheck|racecheck) reported:.*{what}")
+
+
+@only_under("memcheck")
+def test_memcheck_reports_a_global_read_and_write_past_the_end():
+    x, y = np.ones(100, np.float32), np.zeros(100, np.float32)
+    with reported("heap-buffer-overflow.*READ of size 4.*read_past"):
+        run(BUGS, "read_past", (1,), (128,), (P(x), P(y), I64(100)))
+    t = torch.zeros(100)  # torch's CPU allocator: checked as well
+    with reported("heap-buffer-overflow.*WRITE of size 4.*write_past"):
+        run(BUGS, "write_past", (1,), (128,), (np.uint64(t.data_ptr()), I64(100)))
+
+
+@only_under("memcheck")
+def test_memcheck_reports_shared_and_local_arrays_read_past_the_end():
+    y = np.zeros(32, np.float32)
+    with reported("heap-buffer-overflow.*READ of size 4.*shared_past"):
+        run(BUGS, "shared_past", (1,), (32,), (P(y),))
+    with reported("stack-buffer-overflow.*READ of size 4.*local_past"):
+        run(BUGS, "local_past", (1,), (32,), (P(y), np.int32(3)))
+
+
+@only_under("racecheck")
+def test_racecheck_reports_a_missing_barrier(gen):
+    x, y = gen.standard_normal(64).astype(np.float32), np.zeros(64, np.float32)
+    with reported("data race.*no_barrier_rc.*block \\(0,0,0\\) thread"):
+        run(BUGS, "no_barrier_rc", (1,), (64,), (P(x), P(y)))
+
+
+@only_under("racecheck")
+def test_racecheck_reports_blocks_writing_the_same_address():
+    y = np.zeros(32, np.float32)
+    with reported("data race.*Write of size 4.*blocks_overlap"):
+        run(BUGS, "blocks_overlap", (2,), (32,), (P(y),))
+    y2 = np.zeros(32, np.float32)  # a race on an address already reported is not reported again
+    with reported("data race.*Write of size 4.*blocks_overlap_after_barrier"):
+        run(BUGS, "blocks_overlap_after_barrier", (2,), (32,), (P(y2),))
+
+
+@only_under("racecheck")
+def test_racecheck_reports_a_read_of_another_blocks_write_without_grid_sync():
+    flag, seen = np.zeros(3, np.int32), np.zeros(3, np.int32)
+    with reported("data race.*other_block_unsynced"):
+        run(BUGS_COOP, "other_block_unsynced", (3,), (32,), (P(flag), P(seen)))
