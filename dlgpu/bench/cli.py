@@ -17,7 +17,8 @@ def register(subparsers: Any) -> None:
         help="check every kernel against the reference, then time it against torch and NumPy",
         description="Check every op on every available backend against the float64 reference; time those that "
         "pass against torch eager on the same device and the NumPy reference. Triton under TRITON_INTERPRET=1 is "
-        "checked, not timed.",
+        "checked, not timed; so are the CUDA C kernels (cupy) without a GPU, run on the CPU through the host "
+        "runtime.",
     )
     b.add_argument("--ops", nargs="+", help="only cases whose name starts with one of these (e.g. conv2d lstm)")
     b.add_argument("--backends", nargs="+", help="backends to run (default: every available one)")

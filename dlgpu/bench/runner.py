@@ -4,9 +4,11 @@ against torch eager on the same device and against the NumPy reference.
 Per case and dtype: the reference runs once (``cases.prepare``); each backend is checked
 (``cases.run_case``), and a direction (forward or backward) that fails or raises is reported and
 not timed; Triton under ``TRITON_INTERPRET=1`` is checked but never timed (the interpreter's
-times say nothing about a GPU). The timed callables of one device are timed together (CPU:
-interleaved rounds; CUDA: ``do_bench`` each) with torch's competitor on that device. GB/s and
-GFLOP/s come from ``costs.call_cost``; '% of peak' divides them by ``peak.measure_peaks``.
+times say nothing about a GPU), and so is the cupy backend where it has no device: its CUDA C
+kernels then run on the CPU through the g++ host runtime (``kernels/cuda/_host.py``). The timed
+callables of one device are timed together (CPU: interleaved rounds; CUDA: ``do_bench`` each)
+with torch's competitor on that device. GB/s and GFLOP/s come from ``costs.call_cost``; '% of peak'
+divides them by ``peak.measure_peaks``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ DTYPES: dict[str, tuple[str, ...] | None] = {
     "cupy": ("float32", "float16", "bfloat16"),
 }
 NOT_TIMED_INTERPRETER = "checked, not timed: Triton interpreter (TRITON_INTERPRET=1) runs on the CPU"
+HOST_RUNTIME = "cpu (host runtime)"  # the row device of cupy without a device: the .cu kernels run on the CPU
+NOT_TIMED_HOST = "checked, not timed: the CUDA C kernels ran on the CPU through the g++ host runtime"
 
 
 @dataclass
@@ -45,7 +49,7 @@ class BenchRow:
     kernel: str  # the dlgpu op timed: 'conv2d_forward'
     direction: str  # 'fwd' | 'bwd'
     backend: str
-    device: str  # 'cpu' | 'cuda' | 'cpu (interpreter)'
+    device: str  # 'cpu' | 'cuda' | 'cpu (interpreter)' | 'cpu (host runtime)'
     shape: str
     dtype: str
     check: str = "-"  # PASS | FAIL | ERROR
@@ -159,10 +163,21 @@ def cuda_available() -> bool:
 # ------------------------------------------------------------------ one case
 
 
+def cupy_on_host() -> bool:
+    """True when the cupy backend cannot run here (no cupy or no device) but its CUDA C kernels can run
+    on the CPU through the host runtime (a C++ compiler): then they are checked there, not timed."""
+    import dlgpu
+    from dlgpu.kernels.cuda import _host
+
+    return not dlgpu.backends()["cupy"].available and _host.reason() is None
+
+
 def _where(backend: str) -> tuple[str, str]:
     """(timing device, row device label) of a backend here."""
     if backend in ("numpy", "numba"):
         return "cpu", "cpu"
+    if backend == "cupy" and cupy_on_host():
+        return "cpu", HOST_RUNTIME
     if cuda_available():
         return "cuda", "cuda"
     return "cpu", "cpu (interpreter)"  # triton without CUDA runs only under TRITON_INTERPRET=1
@@ -221,7 +236,13 @@ def bench_case(
             continue
         dev, label = _where(b)
         convert = _converter(b, dtype, label)
-        res = run_case(case, b, dtype, seed, convert, cache)
+        if label == HOST_RUNTIME:
+            from dlgpu.kernels.cuda import _host
+
+            with _host.host_run():
+                res = run_case(case, b, dtype, seed, convert, cache)
+        else:
+            res = run_case(case, b, dtype, seed, convert, cache)
         for d in directions:
             call = _calls(prep, d)
             if call is None:
@@ -241,8 +262,8 @@ def bench_case(
                 if not row.note.startswith("not "):
                     row.note = f"not timed: {row.note}"
                 continue
-            if label == "cpu (interpreter)":
-                row.note = NOT_TIMED_INTERPRETER
+            if label in ("cpu (interpreter)", HOST_RUNTIME):
+                row.note = NOT_TIMED_INTERPRETER if label == "cpu (interpreter)" else NOT_TIMED_HOST
                 continue
             a = backend_value(args, dtype, convert)
             kw = {k: backend_value(v, dtype, convert) for k, v in kwargs.items()}
@@ -352,8 +373,10 @@ def run_bench(
         if d not in DIRECTIONS:
             raise ValueError(f"directions: expected 'fwd' and/or 'bwd', got {d!r}")
     dnames = [dtype_name(d) for d in dtypes]
-    notes = [f"{b}: {status[b].reason}" for b in (backends or status) if not status[b].available]
-    wanted = [b for b in (backends or status) if status[b].available]
+    on_host = cupy_on_host() and (backends is None or "cupy" in backends)
+    notes = [f"{b}: {status[b].reason}" for b in (backends or status) if not status[b].available and
+             not (b == "cupy" and on_host)]  # fmt: skip
+    wanted = [b for b in (backends or status) if status[b].available or (b == "cupy" and on_host)]
     for b in wanted:
         if DTYPES.get(b) is not None and any(d not in DTYPES[b] for d in dnames):
             lacking = [d for d in dnames if d not in DTYPES[b]]
@@ -389,6 +412,8 @@ def run_bench(
                 rows += new
     if any(r.note == NOT_TIMED_INTERPRETER for r in rows):
         notes.append("triton: " + NOT_TIMED_INTERPRETER)
+    if any(r.note == NOT_TIMED_HOST for r in rows):
+        notes.append(f"cupy ({status['cupy'].reason}): {NOT_TIMED_HOST}")
     if load > (os.cpu_count() or 1):
         notes.append(f"load average {load:.1f} on {os.cpu_count()} cores at start-up: other work competed for "
                      "the CPU, so CPU timings are unreliable (--threads 1 helps)")  # fmt: skip
@@ -492,10 +517,11 @@ def render_table(result: BenchResult, console: Any = None) -> None:
         style = {"PASS": "green", "FAIL": "bold red", "ERROR": "bold red"}.get(r.check, "")
         check = f"[{style}]{r.check}[/] {_fmt(r.rel_err, '.1e')} / {_fmt(r.rtol, 'g')}"
         timing = f"{_ms(r.median_ms)} ({_ms(r.min_ms)}-{_ms(r.max_ms)})" if r.timed else "-"
-        t.add_row(escape(r.op), r.direction, r.backend + (" (interp)" if "interpreter" in r.device else ""),
-                  r.dtype, escape(r.shape), check, timing, _ms(r.torch_ms), _fmt(r.speedup, ".2f"),
-                  _fmt(r.vs_numpy, ".1f"), _fmt(r.gbps, ".3g"), _fmt(r.gflops, ".3g"), _peak_cell(r),
-                  escape("not timed (interpreter)" if r.note == NOT_TIMED_INTERPRETER else r.note))  # fmt: skip
+        where = {"cpu (interpreter)": " (interp)", HOST_RUNTIME: " (host)"}.get(r.device, "")
+        note = {NOT_TIMED_INTERPRETER: "not timed (interpreter)", NOT_TIMED_HOST: "not timed (host runtime)"}
+        t.add_row(escape(r.op), r.direction, r.backend + where, r.dtype, escape(r.shape), check, timing,
+                  _ms(r.torch_ms), _fmt(r.speedup, ".2f"), _fmt(r.vs_numpy, ".1f"), _fmt(r.gbps, ".3g"),
+                  _fmt(r.gflops, ".3g"), _peak_cell(r), escape(note.get(r.note, r.note)))  # fmt: skip
     console.print(t)
     for p in result.peaks.values():
         console.print(f"peak {p}", markup=False, highlight=False)

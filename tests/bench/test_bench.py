@@ -1,5 +1,6 @@
 """`dlgpu bench` on the CPU at tiny sizes: the files it writes, wrong kernels reported and not timed,
-Triton under the interpreter checked but not timed, and bad arguments."""
+Triton under the interpreter and the CUDA C kernels through the host runtime checked but not timed,
+and bad arguments."""
 
 from __future__ import annotations
 
@@ -10,9 +11,18 @@ import math
 import numpy as np
 import pytest
 
+import dlgpu
 from dlgpu import cli, ops
 from dlgpu.bench.report import COLUMNS, plot_speedups
-from dlgpu.bench.runner import NOT_TIMED_INTERPRETER, cuda_available, run_bench
+from dlgpu.bench.runner import (
+    HOST_RUNTIME,
+    NOT_TIMED_HOST,
+    NOT_TIMED_INTERPRETER,
+    cuda_available,
+    cupy_on_host,
+    run_bench,
+)
+from dlgpu.kernels.cuda import _host
 from dlgpu.testing.cases import _BENCH_FAMILIES, all_cases, select_cases
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -124,6 +134,20 @@ def test_triton_is_checked_and_timed_only_on_a_gpu():
         assert all(not r.timed and r.note == NOT_TIMED_INTERPRETER for r in res.rows)
         assert all(r.device == "cpu (interpreter)" for r in res.rows)
         assert any("not timed" in n for n in res.notes)
+
+
+def test_cupy_without_a_device_is_checked_through_the_host_runtime_not_timed(monkeypatch):
+    if not cupy_on_host():
+        pytest.skip("cupy runs on a device here" if dlgpu.backends()["cupy"].available else str(_host.reason()))
+    res = _bench(ops=["sigmoid"], backends=["cupy"])
+    assert len(res.rows) == 2 and all(r.check == "PASS" and r.rel_err < r.rtol for r in res.rows)
+    assert all(not r.timed and r.note == NOT_TIMED_HOST and r.device == HOST_RUNTIME for r in res.rows)
+    assert any(NOT_TIMED_HOST in n for n in res.notes)
+    mod = ops.backend_module("cupy", "activations")
+    good = mod.sigmoid_forward
+    monkeypatch.setattr(mod, "sigmoid_forward", lambda x: good(x) * 1.001)
+    res = _bench(ops=["sigmoid"], backends=["cupy"], directions=["fwd"])
+    assert [r.check for r in res.rows] == ["FAIL"] and res.failed == res.rows
 
 
 def test_bad_arguments(capsys):
