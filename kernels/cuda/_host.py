@@ -67,23 +67,26 @@ RACECHECK_FIBERS = 6144
 class Sanitizer:
     """How one host sanitizer is built and run."""
 
-    flags: tuple[str, ...]  # g++ flags of an instrumented module
+    flags: tuple[str, ...]  # g++ flags of an instrumented module (after CXX_FLAGS: its -O wins)
     runtime: str  # the shared library to preload (g++ -print-file-name=...)
     init_symbol: str  # present in the process when that runtime is loaded
     options_var: str  # its options' environment variable
     options: str  # dlgpu's defaults for them (hostcheck.py; the user's settings win)
 
 
+# line tables (-g1) are all a report's frames need, and with -O1 half the compile time of -O2 -g
+_SANITIZED_BUILD = ("-O1", "-g1", "-fno-omit-frame-pointer")
+
 SANITIZERS: dict[str, Sanitizer] = {
     "memcheck": Sanitizer(
-        ("-fsanitize=address", "-fsanitize-recover=address", "-fno-omit-frame-pointer", "-g"), "libasan.so",
+        ("-fsanitize=address", "-fsanitize-recover=address", *_SANITIZED_BUILD), "libasan.so",
         "__asan_init", "ASAN_OPTIONS",
         # Python's own leaks are not ours; keep going after a report so the launch can raise it (and
         # leave the exit status to the command: hostcheck.py fails a run whose log was not all read)
         "detect_leaks=0:halt_on_error=0:exitcode=0:detect_stack_use_after_return=0:detect_odr_violation=0",
     ),
     "racecheck": Sanitizer(
-        ("-fsanitize=thread", "-fno-omit-frame-pointer", "-g", f"-DDLGPU_TSAN_FIBERS={RACECHECK_FIBERS}"),
+        ("-fsanitize=thread", *_SANITIZED_BUILD, f"-DDLGPU_TSAN_FIBERS={RACECHECK_FIBERS}"),
         "libtsan.so", "__tsan_init", "TSAN_OPTIONS",
         # Python, NumPy and torch are not instrumented; their libc calls are not the kernels' races
         "ignore_noninstrumented_modules=1:report_signal_unsafe=0:halt_on_error=0:exitcode=0",
