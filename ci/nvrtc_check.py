@@ -4,14 +4,18 @@ The nvcc test (tests/cuda/test_compile.py) proves the sources are valid CUDA C++
 runtime compiler CuPy uses accepts them too: the same expanded source, name expressions and options
 (dlgpu's NVRTC_OPTIONS, CuPy's -ftz=true, --device-c for the cooperative modules), the toolkit's
 headers (cooperative_groups.h, cuda_bf16.h, mma.h) on the include path, and every name expression
-resolved to a lowered symbol. NVRTC is host-only, so no device is needed; linking the cooperative
-modules against libcudadevrt (cuLink*) is a driver step and is left to the GPU run.
+resolved to a lowered symbol. CuPy then links a cooperative module's relocatable output against
+libcudadevrt with the driver (cuLink*); here nvJitLink, the same link as a host library, links
+NVRTC's PTX and its cubin each with the toolkit's libcudadevrt.a, and every lowered name must be a
+function of the linked image. NVRTC and nvJitLink are host-only, so no device is needed.
 
-    python ci/nvrtc_check.py [--nvrtc PATH/libnvrtc.so.13] [--include DIR] [--arch sm_90]
+    python ci/nvrtc_check.py [--nvrtc PATH/libnvrtc.so.13] [--nvjitlink PATH/libnvJitLink.so.13]
+                             [--include DIR] [--arch sm_90]
 
-libnvrtc comes with the CUDA toolkit or the ``nvidia-cuda-nvrtc`` wheel; --include defaults to the
-toolkit's include folder ($CUDA_HOME, /usr/local/cuda), plus its cccl/ subfolder where it has one.
-Exit status 0 when every module compiles.
+libnvrtc comes with the CUDA toolkit or the ``nvidia-cuda-nvrtc`` wheel, libnvJitLink with the
+toolkit or the ``nvidia-nvjitlink`` wheel (without it the link step is skipped and says so);
+--include defaults to the toolkit's include folder ($CUDA_HOME, /usr/local/cuda), plus its cccl/
+subfolder where it has one. Exit status 0 when every module compiles (and links).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import os
 import sys
 import time
 
-from dlgpu.kernels.cuda._resources import cu_files, find_nvcc
+from dlgpu.kernels.cuda._resources import cu_files, elf_functions, find_nvcc
 
 CUPY_OPTIONS = ("-ftz=true",)  # cupy/cuda/compiler.py adds it to every compile
 COOP_OPTIONS = ("--device-c",)  # and this where enable_cooperative_groups=True (then links cudadevrt)
@@ -40,19 +44,38 @@ def _toolkit_roots() -> list[str]:
     return [r for r in roots if r]
 
 
-def find_nvrtc() -> str | None:
-    """libnvrtc from a CUDA toolkit or an installed nvidia-cuda-nvrtc wheel."""
-    pats = [os.path.join(r, d, "libnvrtc.so*") for r in _toolkit_roots() for d in ("lib64", "lib")]
+def _find_lib(stem: str) -> str | None:
+    """lib<stem>.so from a CUDA toolkit or an installed nvidia-* wheel."""
+    pats = [os.path.join(r, d, f"lib{stem}.so*") for r in _toolkit_roots() for d in ("lib64", "lib")]
     try:
-        import nvidia  # the nvidia-cuda-nvrtc wheel's namespace package
+        import nvidia  # the namespace package of the nvidia-cuda-nvrtc / nvidia-nvjitlink wheels
 
-        pats += [os.path.join(p, "*", "lib", "libnvrtc.so*") for p in nvidia.__path__]
+        pats += [os.path.join(p, "*", "lib", f"lib{stem}.so*") for p in nvidia.__path__]
     except ImportError:
         pass
     for pat in pats:
         hits = sorted(h for h in glob.glob(pat) if "builtins" not in h and ".alt." not in h)
         if hits:
             return hits[0]
+    return None
+
+
+def find_nvrtc() -> str | None:
+    """libnvrtc from a CUDA toolkit or an installed nvidia-cuda-nvrtc wheel."""
+    return _find_lib("nvrtc")
+
+
+def find_nvjitlink() -> str | None:
+    """libnvJitLink from a CUDA toolkit or an installed nvidia-nvjitlink wheel."""
+    return _find_lib("nvJitLink")
+
+
+def find_cudadevrt() -> str | None:
+    """The toolkit's libcudadevrt.a (what CuPy links cooperative modules against)."""
+    for root in _toolkit_roots():
+        for d in ("lib64", "lib", "targets/x86_64-linux/lib", "targets/sbsa-linux/lib"):
+            if os.path.isfile(os.path.join(root, d, "libcudadevrt.a")):
+                return os.path.join(root, d, "libcudadevrt.a")
     return None
 
 
@@ -83,8 +106,11 @@ class Nvrtc:
         if rc:
             raise RuntimeError(f"{what}: {self.lib.nvrtcGetErrorString(rc).decode()}")
 
-    def compile(self, source: str, name: str, options: list[str], names: list[str]) -> tuple[int, dict[str, str], str]:
-        """(cubin bytes, {name expression: lowered name}, log); raises RuntimeError with the log on failure."""
+    def compile(
+        self, source: str, name: str, options: list[str], names: list[str]
+    ) -> tuple[dict[str, bytes], dict[str, str], str]:
+        """({"cubin": bytes, "ptx": bytes}, {name expression: lowered name}, log); RuntimeError with the
+        log on failure."""
         prog = ctypes.c_void_p()
         self._ok(self.lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), name.encode(), 0, None, None),
                  "nvrtcCreateProgram")  # fmt: skip
@@ -105,10 +131,60 @@ class Nvrtc:
                 out = ctypes.c_char_p()
                 self._ok(self.lib.nvrtcGetLoweredName(prog, n.encode(), ctypes.byref(out)), f"lowered name of {n}")
                 lowered[n] = out.value.decode()
-            self._ok(self.lib.nvrtcGetCUBINSize(prog, ctypes.byref(size)), "nvrtcGetCUBINSize")
-            return size.value, lowered, log
+            images = {}
+            for kind, get_size, get in (("cubin", "nvrtcGetCUBINSize", "nvrtcGetCUBIN"),
+                                        ("ptx", "nvrtcGetPTXSize", "nvrtcGetPTX")):  # fmt: skip
+                self._ok(getattr(self.lib, get_size)(prog, ctypes.byref(size)), get_size)
+                image = ctypes.create_string_buffer(size.value)
+                self._ok(getattr(self.lib, get)(prog, image), get)
+                images[kind] = image.raw
+            return images, lowered, log
         finally:
             self.lib.nvrtcDestroyProgram(ctypes.byref(prog))
+
+
+class NvJitLink:
+    """nvJitLink: the driver's link step (cuLink*, which CuPy calls) as a host library."""
+
+    INPUT = {"cubin": 1, "ptx": 2, "library": 6}  # nvJitLinkInputType
+
+    def __init__(self, path: str) -> None:
+        self.lib = ctypes.CDLL(path)
+        major, minor = ctypes.c_uint(), ctypes.c_uint()
+        self.lib.nvJitLinkVersion(ctypes.byref(major), ctypes.byref(minor))
+        self.version = f"{major.value}.{minor.value}"
+
+    def _log(self, handle: ctypes.c_void_p) -> str:
+        size = ctypes.c_size_t()
+        self.lib.nvJitLinkGetErrorLogSize(handle, ctypes.byref(size))
+        buf = ctypes.create_string_buffer(size.value + 1)
+        self.lib.nvJitLinkGetErrorLog(handle, buf)
+        return buf.value.decode(errors="replace")
+
+    def link(self, image: bytes, kind: str, library: str, arch: str) -> bytes:
+        """``image`` (relocatable ``kind``: cubin or ptx) linked with the static ``library``; the linked
+        cubin. RuntimeError with the linker's log on failure."""
+        handle = ctypes.c_void_p()
+        opts = (ctypes.c_char_p * 1)(f"-arch={arch}".encode())
+        if self.lib.nvJitLinkCreate(ctypes.byref(handle), 1, opts):
+            raise RuntimeError("nvJitLinkCreate failed")
+        try:
+            steps = (("add " + kind, lambda: self.lib.nvJitLinkAddData(handle, self.INPUT[kind], image,
+                                                                        ctypes.c_size_t(len(image)), b"cupy.ptx")),
+                     ("add " + os.path.basename(library),
+                      lambda: self.lib.nvJitLinkAddFile(handle, self.INPUT["library"], library.encode())),
+                     ("complete", lambda: self.lib.nvJitLinkComplete(handle)))  # fmt: skip
+            for what, step in steps:
+                rc = step()
+                if rc:
+                    raise RuntimeError(f"nvJitLink {what}: error {rc}\n{self._log(handle)}")
+            size = ctypes.c_size_t()
+            self.lib.nvJitLinkGetLinkedCubinSize(handle, ctypes.byref(size))
+            out = ctypes.create_string_buffer(size.value)
+            self.lib.nvJitLinkGetLinkedCubin(handle, out)
+            return out.raw
+        finally:
+            self.lib.nvJitLinkDestroy(ctypes.byref(handle))
 
 
 def modules() -> list[tuple[str, object]]:
@@ -129,6 +205,7 @@ def modules() -> list[tuple[str, object]]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nvrtc", help="path of libnvrtc.so (default: searched)")
+    p.add_argument("--nvjitlink", help="path of libnvJitLink.so (default: searched)")
     p.add_argument("--include", help="CUDA include folder (default: the one beside nvcc)")
     p.add_argument("--arch", default="sm_90")
     a = p.parse_args(argv)
@@ -145,20 +222,36 @@ def main(argv: list[str] | None = None) -> int:
     incs = [include, *(d for d in (os.path.join(include, "cccl"),) if os.path.isdir(d))]
     nv = Nvrtc(path)
     print(f"NVRTC {nv.version} ({path}), headers {', '.join(incs)}, {a.arch}")
+    jl_path, devrt = a.nvjitlink or find_nvjitlink(), find_cudadevrt()
+    linker = NvJitLink(jl_path) if jl_path and devrt else None
+    if linker:
+        print(f"nvJitLink {linker.version} ({jl_path}), {devrt}")
+    else:
+        print("link step skipped: " + ("libcudadevrt.a not found" if jl_path else
+                                       "libnvJitLink not found (pip install nvidia-nvjitlink, or --nvjitlink)"))
     failed = 0
     for label, m in modules():
         opts = [*m.options, *CUPY_OPTIONS, *(COOP_OPTIONS if m.cooperative else ()),
                 f"--gpu-architecture={a.arch}", *(f"-I{d}" for d in incs)]  # fmt: skip
         t0 = time.perf_counter()
         try:
-            size, lowered, _ = nv.compile(m.source, f"{m.family}.cu", opts, list(m.name_expressions))
+            images, lowered, _ = nv.compile(m.source, f"{m.family}.cu", opts, list(m.name_expressions))
+            linked = ""
+            if m.cooperative and linker:
+                for kind in ("ptx", "cubin"):  # CuPy hands the driver one or the other, by version
+                    funcs = elf_functions(linker.link(images[kind], kind, devrt, a.arch))
+                    missing = sorted(set(lowered.values()) - funcs)
+                    if missing:
+                        raise RuntimeError(f"linked {kind} lacks {len(missing)} kernels, e.g. {missing[0]}")
+                linked = ", ptx and cubin linked with libcudadevrt"
         except RuntimeError as e:
             failed += 1
             print(f"FAIL {label}: {str(e)[-3000:]}")
             continue
-        print(f"ok   {label:28s} {len(lowered):3d} kernels, cubin {size / 1024:7.1f} KiB, "
-              f"{time.perf_counter() - t0:5.1f} s")  # fmt: skip
-    print("all modules compile with NVRTC" if not failed else f"{failed} module(s) failed")
+        print(f"ok   {label:28s} {len(lowered):3d} kernels, cubin {len(images['cubin']) / 1024:7.1f} KiB, "
+              f"{time.perf_counter() - t0:5.1f} s{linked}")  # fmt: skip
+    ok = "all modules compile with NVRTC" + (", the cooperative ones link" if linker else "")
+    print(ok if not failed else f"{failed} module(s) failed")
     return 1 if failed else 0
 
 

@@ -2,8 +2,9 @@
 
 * CUDA C (kernels/cuda/*.cu): registers, shared memory, stack and spills per kernel from
   ``nvcc -cubin -Xptxas -v``, through ``dlgpu.kernels.cuda._resources`` (which instantiates exactly
-  the templates the loaders launch) when it is there, else by compiling each file as is here.
-  Needs nvcc, not a GPU.
+  the templates the loaders launch; a .cu from elsewhere is compiled as is). The cooperative
+  (persistent-kernel) modules are also built the way CuPy builds them, relocatable and linked
+  against libcudadevrt, and each link is reported. Needs nvcc, not a GPU.
 * Triton: the same numbers for every *compiled* kernel, read from Triton's kernel caches after
   every op's quick case has run once on the GPU (autotuning included). Triton compiles for a
   device only when a kernel first runs on it, so without CUDA there is nothing to report.
@@ -16,19 +17,10 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import re
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-_ENTRY = re.compile(r"Compiling entry function '([^']+)' for '(sm_\d+a?)'")
-_SPILL = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
-_USED = re.compile(r"Used (\d+) registers")
-_SMEM = re.compile(r"(\d+) bytes smem")
 
 
 @dataclass
@@ -40,85 +32,31 @@ class KernelReport:
     cuda_message: str = ""
     triton: list[dict] = field(default_factory=list)
     triton_message: str = ""
+    cuda_links: list[dict] = field(default_factory=list)  # one per cooperative module (``cuda_links``)
 
     @property
     def cuda_errors(self) -> list[dict]:
-        """CUDA files that failed to compile."""
-        return [r for r in self.cuda if not r.get("ok", True)]
+        """CUDA files that failed to compile, and cooperative modules that failed to link."""
+        return [r for r in (*self.cuda, *self.cuda_links) if not r.get("ok", True)]
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-able data."""
         return {"arch": self.arch, "cuda": self.cuda, "cuda_message": self.cuda_message,
-                "triton": self.triton, "triton_message": self.triton_message}  # fmt: skip
+                "cuda_links": self.cuda_links, "triton": self.triton,
+                "triton_message": self.triton_message}  # fmt: skip
 
 
 # ------------------------------------------------------------------ CUDA C
 
 
-def parse_ptxas(text: str) -> list[dict]:
-    """One dict per entry function in ``ptxas -v`` output: kernel (mangled), arch, registers, smem,
-    stack, spill_stores, spill_loads (bytes)."""
-    rows: list[dict] = []
-    cur: dict | None = None
-    for line in text.splitlines():
-        m = _ENTRY.search(line)
-        if m:
-            cur = dict(kernel=m.group(1), arch=m.group(2), registers=0, smem=0, stack=0, spill_stores=0, spill_loads=0)
-            rows.append(cur)
-        elif cur is not None and (m := _SPILL.search(line)):
-            cur["stack"], cur["spill_stores"], cur["spill_loads"] = (int(g) for g in m.groups())
-        elif cur is not None and (m := _USED.search(line)):
-            cur["registers"] = int(m.group(1))
-            s = _SMEM.search(line)
-            cur["smem"] = int(s.group(1)) if s else 0
-            cur = None
-    return rows
-
-
-def _demangle(names: list[str]) -> list[str]:
-    filt = shutil.which("c++filt")
-    if not filt or not names:
-        return names
-    out = subprocess.run([filt], input="\n".join(names), capture_output=True, text=True).stdout.splitlines()
-    if len(out) != len(names):
-        return names
-    return [d.split("(")[0].removeprefix("void ") for d in out]
-
-
-def ptxas_report(files: Sequence[str | Path], arch: str = "sm_90", nvcc: str | None = None) -> list[dict]:
-    """Compile each ``.cu`` as is (``nvcc -cubin -arch=<arch> -Xptxas -v``, its directory on the
-    include path) and return one row per kernel, in ``_resources.resource_report``'s format; a file
-    that fails gives one row with ok=False and the compiler's output. FileNotFoundError without nvcc."""
-    nvcc = nvcc or shutil.which("nvcc")
-    if nvcc is None:
-        raise FileNotFoundError("nvcc not found on PATH")
-    rows: list[dict] = []
-    for f in files:
-        path = Path(f)
-        with tempfile.TemporaryDirectory(prefix="dlgpu_ptxas_") as tmp:
-            cmd = [nvcc, "-cubin", f"-arch={arch}", "-Xptxas", "-v", "-I", str(path.parent),
-                   "-o", str(Path(tmp) / "out.cubin"), str(path)]  # fmt: skip
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-        base = dict(file=path.name, arch=arch, note="compiled as is (no template instantiation)")
-        if proc.returncode != 0:
-            rows.append(dict(base, kernel="", mangled="", registers=0, smem=0, stack=0, spill_stores=0,
-                             spill_loads=0, ok=False, error=proc.stdout + proc.stderr))  # fmt: skip
-            continue
-        parsed = parse_ptxas(proc.stdout + proc.stderr)
-        for r, name in zip(parsed, _demangle([r["kernel"] for r in parsed])):
-            rows.append(dict(base, **{**r, "kernel": name, "mangled": r["kernel"]}, ok=True, error=""))
-    return rows
-
-
 def _resolve_files(files: Sequence[str] | None) -> list[Path]:
-    from ..kernels import cuda as cuda_pkg
+    from ..kernels.cuda import _resources
 
-    kdir = Path(cuda_pkg.__file__).resolve().parent
     if not files:
-        return sorted(kdir.glob("*.cu"))
+        return _resources.cu_files()
     out = []
     for f in files:
-        p = Path(f) if f.endswith(".cu") else kdir / f"{f}.cu"
+        p = Path(f) if f.endswith(".cu") else _resources.KERNEL_DIR / f"{f}.cu"
         if not p.is_file():
             raise ValueError(f"files: no such .cu file {p} (give a path or a family name like 'conv')")
         out.append(p)
@@ -127,23 +65,27 @@ def _resolve_files(files: Sequence[str] | None) -> list[Path]:
 
 def cuda_resources(files: Sequence[str] | None = None, arch: str = "sm_90") -> tuple[list[dict], str]:
     """(rows, message) for the CUDA C kernels; the message says why there are no rows."""
+    from ..kernels.cuda import _resources
+
     paths = _resolve_files(files)
     if not paths:
         return [], "no .cu files in kernels/cuda"
-    if shutil.which("nvcc") is None:
-        try:
-            from ..kernels.cuda._resources import find_nvcc
-        except ImportError:
-            find_nvcc = lambda: None  # noqa: E731
-        if find_nvcc() is None:
-            return [], "nvcc not found (install the CUDA toolkit or set CUDA_HOME): no CUDA resource report"
-    try:
-        from ..kernels.cuda import _resources
-    except ModuleNotFoundError as e:
-        if not (e.name or "").endswith("_resources"):
-            raise
-        return ptxas_report(paths, arch), ""
+    if _resources.find_nvcc() is None:
+        return [], "nvcc not found (install the CUDA toolkit or set CUDA_HOME): no CUDA resource report"
     return _resources.resource_report((arch,), paths), ""
+
+
+def cuda_links(files: Sequence[str] | None = None, arch: str = "sm_90") -> list[dict]:
+    """``_resources.link_report`` rows for the cooperative families among ``files`` (all by default):
+    each persistent-kernel module built as CuPy builds it, relocatable and linked against libcudadevrt."""
+    from ..kernels.cuda import _resources
+
+    here = _resources.KERNEL_DIR.resolve()
+    stems = {p.stem for p in _resolve_files(files) if p.resolve().parent == here}
+    fams = [f for f in _resources.COOP_FAMILIES if f in stems]
+    if not fams or _resources.find_nvcc() is None:
+        return []
+    return _resources.link_report(arch, fams)
 
 
 def default_arch() -> str:
@@ -243,6 +185,7 @@ def kernel_report(
     this GPU's, ``dtypes`` are those the Triton kernels are compiled for."""
     rep = KernelReport(arch or default_arch())
     rep.cuda, rep.cuda_message = cuda_resources(files, rep.arch)
+    rep.cuda_links = cuda_links(files, rep.arch)
     if triton:
         rep.triton, rep.triton_message = triton_resources(True, dtypes)
     else:
@@ -273,6 +216,15 @@ def render_kernels(rep: KernelReport, console: Any = None) -> None:
         console.print(t)
     else:
         console.print(f"CUDA C: {rep.cuda_message}", markup=False)
+    for r in rep.cuda_links:
+        if r["ok"]:
+            spills = "[bold red]spills[/]" if r["spills"] else "no spills"
+            how = f"nvcc -rdc=true -cubin, -dlink with libcudadevrt ({r['arch']})"
+            console.print(f"{r['family']}.cu cooperative module: {how}: linked, {r['kernels']} kernels, "
+                          f"at most {r['registers']} registers, {spills}")  # fmt: skip
+        else:
+            console.print(f"[bold red]{r['family']}.cu cooperative module: LINK FAILED[/]")
+            console.print(r["output"][-2000:], markup=False)
     if rep.triton:
         t = Table(title="Triton kernels (compiled on this GPU)", header_style="bold")
         for c in ("module", "kernel", "constexprs", "warps", "stages", "regs", "spills", "smem B", "autotune"):

@@ -9,7 +9,10 @@ drift from what runs. A ``.cu`` whose loader is missing or cannot be imported is
     python -m dlgpu.kernels.cuda._resources            # table for sm_80 and sm_90
     python -m dlgpu.kernels.cuda._resources sm_90      # other archs
 
-Exit status 1 when a file fails to compile or a kernel spills.
+The cooperative modules (persistent kernels) are also built as CuPy builds them: relocatable
+device code linked against libcudadevrt (``link_report``).
+
+Exit status 1 when a file fails to compile or link, or a kernel spills.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import importlib
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -118,6 +122,17 @@ def cache_dir() -> Path:
     return base / "ptxas"
 
 
+def _cache_put(path: Path, text: str) -> None:
+    """Write a cache entry atomically; best effort: a read-only home just means no cache."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_file = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp_file.write_text(text)
+        tmp_file.replace(path)
+    except OSError:
+        pass
+
+
 @cache
 def _nvcc_version(nvcc: str) -> str:
     return subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
@@ -141,13 +156,7 @@ def _compile(path_str: str, arch: str, names: tuple[str, ...], nvcc: str, use_ca
                               capture_output=True, text=True)  # fmt: skip
     out = proc.stdout + proc.stderr
     if use_cache and proc.returncode == 0:
-        try:  # best effort: a read-only home just means no cache
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp_file = cached.with_suffix(f".{os.getpid()}.tmp")
-            tmp_file.write_text(out)
-            tmp_file.replace(cached)
-        except OSError:
-            pass
+        _cache_put(cached, out)
     return proc.returncode, out
 
 
@@ -194,6 +203,90 @@ def resource_report(
     return rows
 
 
+def elf_functions(image: bytes) -> set[str]:
+    """Names of the function symbols (STT_FUNC) in a 64-bit little-endian ELF image, such as a cubin."""
+    if image[:4] != b"\x7fELF" or image[4] != 2 or image[5] != 1:
+        raise ValueError("not a 64-bit little-endian ELF image")
+    shoff, = struct.unpack_from("<Q", image, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", image, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", image, shoff + i * shentsize) for i in range(shnum)]
+    names: set[str] = set()
+    for _name, kind, _flags, _addr, off, size, link, _info, _align, entsize in sections:
+        if kind != 2 or not entsize:  # SHT_SYMTAB
+            continue
+        stroff = sections[link][4]
+        for sym in range(off, off + size, entsize):
+            st_name, st_info = struct.unpack_from("<IB", image, sym)
+            if st_info & 0xF == 2:  # STT_FUNC
+                end = image.index(b"\0", stroff + st_name)
+                names.add(image[stroff + st_name : end].decode())
+    return names
+
+
+COOP_FAMILIES = ("rnn", "lstm", "gru", "mgu")  # the loaders with a COOP_MODULE (persistent kernels)
+
+
+@cache
+def _link(family: str, arch: str, nvcc: str, use_cache: bool = True) -> tuple[int, str, tuple[str, ...]]:
+    """(return code, compiler and linker output, entry functions) of one cooperative module built the
+    way CuPy builds it: relocatable device code, then linked against libcudadevrt. A success is cached
+    on disk like ``_compile``'s."""
+    module = importlib.import_module(f"dlgpu.kernels.cuda.{family}").COOP_MODULE
+    text = instantiation_source(module.path, module.name_expressions)
+    # device code only, relocatable: what NVRTC's --device-c gives CuPy (an object with host code would
+    # let the linker drop every kernel the host side does not name, checking nothing about them)
+    cmd_opts = ("-rdc=true", "-cubin", f"-arch={arch}", "-Xptxas", "-v", *NVRTC_OPTIONS, PERSISTENT_DEFINE)
+    key = hashlib.sha256("\0".join((text, *cmd_opts, "link", nvcc, _nvcc_version(nvcc))).encode()).hexdigest()
+    cached = cache_dir() / f"{family}-link-{arch}-{key[:32]}.txt"
+    if use_cache and cached.is_file():
+        out = cached.read_text()
+        return 0, out, tuple(r["kernel"] for r in parse_ptxas(out))
+    with tempfile.TemporaryDirectory(prefix="dlgpu_link_") as tmp:
+        src, obj, cubin = Path(tmp) / f"{family}.cu", Path(tmp) / f"{family}.cubin", Path(tmp) / "linked.cubin"
+        src.write_text(text)
+        proc = subprocess.run([nvcc, *cmd_opts, "-o", str(obj), str(src)], capture_output=True, text=True)
+        out = proc.stdout + proc.stderr
+        if proc.returncode != 0:
+            return proc.returncode, out, ()
+        entries = tuple(r["kernel"] for r in parse_ptxas(out))
+        link_cmd = ("-dlink", "-cubin", f"-arch={arch}", "-lcudadevrt")  # nvcc finds the toolkit's library
+        link = subprocess.run([nvcc, *link_cmd, "-o", str(cubin), str(obj)], capture_output=True, text=True)
+        out += f"\n$ nvcc {' '.join(link_cmd)} {family}.cubin\n" + link.stdout + link.stderr
+        if link.returncode != 0:
+            return link.returncode, out, entries
+        linked = elf_functions(cubin.read_bytes())
+    missing = [e for e in entries if e not in linked]
+    if missing or len(entries) < len(module.name_expressions):
+        return 1, out + f"\nentry functions missing from the linked cubin: {missing or 'some'}", entries
+    if use_cache:
+        _cache_put(cached, out)
+    return 0, out, entries
+
+
+def link_report(arch: str = "sm_90", families: Sequence[str] = COOP_FAMILIES, use_cache: bool = True) -> list[dict]:
+    """Build each cooperative module as CuPy's ``RawModule(..., enable_cooperative_groups=True)`` does
+    (relocatable device code, ``nvcc -rdc=true -cubin``, then linked against libcudadevrt:
+    ``nvcc -dlink``, where CuPy uses the driver's linker) and check that every entry function is a
+    function of the linked image.
+
+    One dict per family: family, arch, ok, kernels (entry functions linked), registers (the most of
+    any), spills (bytes stored and loaded, summed: this is the code CuPy runs for the persistent
+    kernels), output (compiler and linker text). RuntimeError if nvcc is not found.
+    """
+    nvcc = find_nvcc()
+    if nvcc is None:
+        raise RuntimeError("nvcc not found (put it on PATH or set CUDA_HOME)")
+    with ThreadPoolExecutor(max(1, min(len(families), os.cpu_count() or 1))) as pool:
+        results = list(pool.map(lambda f: _link(f, arch, nvcc, use_cache), families))
+    rows = []
+    for f, (rc, out, entries) in zip(families, results):
+        parsed = parse_ptxas(out)
+        rows.append({"family": f, "arch": arch, "ok": rc == 0, "kernels": len(entries),
+                     "registers": max((r["registers"] for r in parsed), default=0),
+                     "spills": sum(r["spill_stores"] + r["spill_loads"] for r in parsed), "output": out})  # fmt: skip
+    return rows
+
+
 def format_table(rows: list[dict]) -> str:
     """A plain-text table of ``resource_report`` rows."""
     head = ("file", "arch", "kernel", "regs", "smem B", "stack B", "spill st/ld B")
@@ -229,6 +322,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes = sorted({(r["file"], r["note"]) for r in rows if r["note"]})
     for f, n in notes:
         print(f"note: {f}: {n}")
+    links = link_report("sm_90" if "sm_90" in archs else archs[-1])
+    for r in links:
+        state = f"linked, {r['kernels']} kernels, {r['spills']} B spilled" if r["ok"] else "LINK FAILED"
+        print(f"{r['family']}.cu cooperative module, relocatable + libcudadevrt ({r['arch']}): {state}")
+        if not r["ok"]:
+            print(r["output"][-3000:], file=sys.stderr)
+    bad += [r for r in links if not r["ok"] or r["spills"]]
     return 1 if bad or spills else 0
 
 

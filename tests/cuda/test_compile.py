@@ -179,3 +179,48 @@ def test_nvrtc_check_covers_every_module():
         assert {fam, f"{fam} (cooperative)"} <= labels
     assert {"activations", "conv", "linear", "losses", "pooling", "dropout", "regularizers"} <= labels
     assert all(m.cooperative == label.endswith("(cooperative)") for label, m in nc.modules())
+
+
+def test_coop_families_are_the_loaders_with_a_cooperative_module():
+    import importlib
+
+    loaders = {p.stem: importlib.import_module(f"dlgpu.kernels.cuda.{p.stem}") for p in FILES}
+    have = [stem for stem, mod in loaders.items() if getattr(mod, "COOP_MODULE", None)]
+    assert sorted(have) == sorted(res.COOP_FAMILIES)
+
+
+@needs_nvcc
+def test_cooperative_modules_link_against_cudadevrt():
+    """CuPy builds a ``RawModule(..., enable_cooperative_groups=True)`` as relocatable device code and
+    links it with libcudadevrt (the driver's linker, on the GPU); ``nvcc -dc`` + ``nvcc -dlink`` make
+    the same two steps here. Every persistent kernel must come out of the link, and none may spill in
+    this build: it is the code that runs."""
+    import importlib
+
+    rows = res.link_report("sm_90")
+    assert [r["family"] for r in rows] == list(res.COOP_FAMILIES)
+    for r in rows:
+        assert r["ok"], f"{r['family']}:\n{r['output'][-4000:]}"
+        names = importlib.import_module(f"dlgpu.kernels.cuda.{r['family']}").COOP_MODULE.name_expressions
+        assert r["kernels"] >= len(names) > 0
+        assert r["spills"] == 0 and 0 < r["registers"] <= 255
+
+
+@needs_nvcc
+def test_a_link_error_fails_the_link_report(monkeypatch, tmp_path):
+    """An unresolved device symbol compiles with -dc and fails only at the link: the check must see it."""
+    monkeypatch.setenv("DLGPU_CACHE_DIR", str(tmp_path))
+    real = res.instantiation_source
+    extra = ("extern __device__ float dlgpu_undefined_fn(float);\n"
+             'extern "C" __global__ void dlgpu_uses_undefined(float* x) {\n'
+             "    x[0] = dlgpu_undefined_fn(x[0]);\n}\n")  # fmt: skip
+    monkeypatch.setattr(res, "instantiation_source", lambda path, names: real(path, names) + extra)
+    rc, out, entries = res._link.__wrapped__("mgu", "sm_90", res.find_nvcc())
+    assert rc != 0 and "dlgpu_undefined_fn" in out, out[-2000:]
+    assert "dlgpu_uses_undefined" in entries  # it compiled; only the link failed
+    assert not list(tmp_path.rglob("*link*"))  # a failure is not cached
+
+
+def test_elf_functions_rejects_what_is_not_an_elf_image():
+    with pytest.raises(ValueError, match="not a 64-bit little-endian ELF"):
+        res.elf_functions(b"PK\x03\x04 not a cubin")
