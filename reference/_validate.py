@@ -81,9 +81,22 @@ def check_choice(value: Any, choices: Iterable[Any], name: str) -> None:
         raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")
 
 
-def check_activation(activation: str) -> None:
-    """Raise ValueError for an activation name no fused epilogue knows."""
+def check_activation(activation: str, negative_slope: float = 0.01) -> float:
+    """Check a fused epilogue's activation and, for leaky_relu, its slope; return the slope as float.
+
+    ValueError for an activation name no fused epilogue knows, or a leaky_relu slope that is
+    negative or not finite: the fused backward takes the derivative from the sign of the output,
+    which tells x > 0 from x < 0 only when the slope is >= 0 (the standalone leaky_relu, which
+    keeps x, takes any slope). TypeError for a slope that is not a number.
+    """
     check_choice(activation, ACTIVATIONS, "activation")
+    slope = check_number(negative_slope, "negative_slope")
+    if activation == "leaky_relu" and not (np.isfinite(slope) and slope >= 0):
+        raise ValueError(
+            f"negative_slope of a fused leaky_relu must be a finite number >= 0, got {slope} (the backward "
+            "recovers the derivative from the output's sign; use leaky_relu_forward/backward for other slopes)"
+        )
+    return slope
 
 
 def check_reduction(reduction: str) -> None:
@@ -129,6 +142,30 @@ def check_int(value: Any, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_number(value: Any, name: str) -> float:
+    """Return ``value`` as float; TypeError unless it is a real number (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    return float(value)
+
+
+def check_axis(axis: Any, ndim: int, name: str = "axis") -> int:
+    """Return ``axis`` as a non-negative index into ``ndim`` dimensions (negative counts from the
+    end); TypeError for a non-int (or a bool), ValueError when out of range."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name} must be in [{-ndim}, {ndim - 1}] for a {ndim}-D array, got {axis}")
+    return int(axis) % ndim
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Return ``value`` as bool; TypeError unless it is a bool (or a numpy bool)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def pair(value: int | Sequence[int], name: str, minimum: int = 1) -> tuple[int, int]:
@@ -179,13 +216,14 @@ def window_output_hw(
 # ------------------------------------------------------------ recurrent layers
 
 
-def check_dtype_as(a: Any, name: str, dtype: Any) -> None:
-    """TypeError unless ``a`` is a float array of exactly ``dtype`` (the dtype of x)."""
+def check_dtype_as(a: Any, name: str, dtype: Any, like: str = "x") -> None:
+    """TypeError unless ``a`` is a float array of exactly ``dtype`` (the dtype of ``like``)."""
     check_float(a, name)
     # compared by name, so numpy and torch dtypes of the same kind agree (the backends then
     # say which array kind they take)
-    if str(a.dtype).replace("torch.", "") != str(dtype).replace("torch.", ""):
-        raise TypeError(f"{name} must have the dtype of x ({dtype}), got {a.dtype}")
+    got, want = str(a.dtype).replace("torch.", ""), str(dtype).replace("torch.", "")
+    if got != want:
+        raise TypeError(f"{name} must have the dtype of {like} ({want}), got {got}")
 
 
 def check_recurrent(
@@ -207,7 +245,9 @@ def check_recurrent(
     check_dtype_as(weight_hh, "weight_hh", x.dtype)
     check_ndim(weight_hh, 2, "weight_hh", f"{gates}*hidden_size, hidden_size")
     H = int(weight_hh.shape[1])
-    if H < 1 or weight_hh.shape[0] != gates * H:
+    if H < 1:
+        raise ValueError(f"weight_hh must have hidden_size >= 1 columns, got shape {tuple(weight_hh.shape)}")
+    if weight_hh.shape[0] != gates * H:
         raise ValueError(
             f"weight_hh must have shape ({gates}*hidden_size, hidden_size) = ({gates * H}, {H}), "
             f"got {tuple(weight_hh.shape)}"
@@ -224,8 +264,43 @@ def check_recurrent(
     return T, B, I, H
 
 
+def check_saved(d: Any, shape: tuple[int, ...], name: str, dtype: Any, what: str) -> None:
+    """Check a tensor the forward saved for the backward (required): dtype of x and ``shape``."""
+    if d is None:
+        raise TypeError(f"{name} (saved by the forward) is required, got None")
+    check_optional(d, shape, name, dtype, what)
+
+
 def check_optional(d: Any | None, shape: tuple[int, ...], name: str, dtype: Any, what: str) -> None:
     """Check an optional array (an upstream gradient, a saved tensor): dtype of x and ``shape``."""
     if d is not None:
         check_dtype_as(d, name, dtype)
         check_shape(d, shape, name, what)
+
+
+# ------------------------------------------------------------ upstream gradients
+
+
+def _real_dtype(dtype: Any) -> bool:
+    """True for an integer or floating-point dtype (numpy, cupy or torch; bool and complex excluded)."""
+    if hasattr(dtype, "is_floating_point"):  # torch dtype: no numpy twin for bfloat16
+        return bool(dtype.is_floating_point) or (not dtype.is_complex and str(dtype) != "torch.bool")
+    try:
+        return np.dtype(dtype).kind in "iuf"
+    except TypeError:
+        return False
+
+
+def check_real(value: Any, name: str, expected: str = "a number or a 0-d array") -> None:
+    """Raise TypeError unless ``value`` is a real number (int or float, not a bool) or an array/tensor
+    of an integer or floating-point dtype. ``expected`` says what was wanted in the message (e.g.
+    "a number or a 0-d array"); shapes are left to the caller. Catches None, strings and object
+    arrays, which np.asarray would otherwise turn into silent NaN or an unrelated error."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return
+    if not all(hasattr(value, a) for a in ("shape", "ndim", "dtype")):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
+    if not _real_dtype(value.dtype):
+        raise TypeError(f"{name} must have an integer or floating-point dtype, got {value.dtype}")

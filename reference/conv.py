@@ -24,6 +24,7 @@ import numpy as np
 
 from ._validate import (
     check_activation,
+    check_dtype_as,
     check_float,
     check_ndim,
     check_same_shape,
@@ -100,12 +101,12 @@ def _check(
     groups: int,
 ) -> tuple[int, int, int, int]:
     check_float(x, "x")
-    check_float(weight, "weight")
+    check_dtype_as(weight, "weight", x.dtype)
     check_ndim(x, 4, "x", "N, C, H, W")
     check_ndim(weight, 4, "weight", "out_channels, in_channels/groups, KH, KW")
     out_shape = conv2d_output_shape(x.shape, weight.shape, stride, padding, dilation, groups)
     if bias is not None:
-        check_float(bias, "bias")
+        check_dtype_as(bias, "bias", x.dtype)
         check_shape(bias, (weight.shape[0],), "bias", "out_channels")
     return out_shape
 
@@ -136,7 +137,7 @@ def conv2d_forward(
         y: [N, O, OH, OW], OH = floor((H + 2ph - dh(KH-1) - 1)/sh) + 1, likewise OW.
     """
     n, o, oh, ow = _check(x, weight, bias, stride, padding, dilation, groups)
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     (sh, sw), (ph, pw), (dh, dw) = pair(stride, "stride"), pair(padding, "padding", 0), pair(dilation, "dilation")
     c, kh, kw = x.shape[1], weight.shape[2], weight.shape[3]
     cg, og = c // groups, o // groups
@@ -184,13 +185,14 @@ def conv2d_backward(
         even when the forward had no bias (the caller drops it).
     """
     n, o, oh, ow = _check(x, weight, None, stride, padding, dilation, groups)
-    check_activation(activation)
-    check_float(dy, "dy")
+    check_activation(activation, negative_slope)
+    check_dtype_as(dy, "dy", x.dtype)
     check_shape(dy, (n, o, oh, ow), "dy", "the forward output's N, O, OH, OW")
     if activation != "none":
         if out is None:
             raise ValueError(f"out (the forward's output) is required for activation={activation!r}")
         check_same_shape(dy, out, "dy", "out")
+        check_dtype_as(out, "out", x.dtype)
         dz = activation_backward(dy, out, activation, negative_slope)
     else:
         dz = dy

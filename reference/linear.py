@@ -12,6 +12,7 @@ import numpy as np
 
 from ._validate import (
     check_activation,
+    check_dtype_as,
     check_float,
     check_ndim,
     check_same_shape,
@@ -22,7 +23,7 @@ from .activations import activation_backward, activation_forward
 
 def _check(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> None:
     check_float(x, "x")
-    check_float(weight, "weight")
+    check_dtype_as(weight, "weight", x.dtype)
     check_ndim(x, (1, 2, 3, 4, 5, 6), "x")
     check_ndim(weight, 2, "weight", "out_features, in_features")
     if x.shape[-1] != weight.shape[1]:
@@ -30,6 +31,7 @@ def _check(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> None:
             f"x's last dimension must equal weight's in_features {weight.shape[1]}, got x shape {x.shape}"
         )
     if bias is not None:
+        check_dtype_as(bias, "bias", x.dtype)
         check_shape(bias, (weight.shape[0],), "bias", "out_features")
 
 
@@ -52,7 +54,7 @@ def linear_forward(
         y: [..., O].
     """
     _check(x, weight, bias)
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     z = x @ weight.T  # ...,O
     if bias is not None:
         z = z + bias
@@ -82,18 +84,21 @@ def linear_backward(
         forward had no bias (the caller drops it).
     """
     _check(x, weight, None)
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     out_shape = x.shape[:-1] + (weight.shape[0],)
+    check_dtype_as(dy, "dy", x.dtype)
     check_shape(dy, out_shape, "dy", "x's leading dims, out_features")
     if activation != "none":
         if out is None:
             raise ValueError(f"out (the forward's output) is required for activation={activation!r}")
         check_same_shape(dy, out, "dy", "out")
+        check_dtype_as(out, "out", x.dtype)
         dz = activation_backward(dy, out, activation, negative_slope)
     else:
         dz = dy
-    dz2 = dz.reshape(-1, weight.shape[0])  # N,O
-    x2 = x.reshape(-1, weight.shape[1])  # N,I
+    n = int(np.prod(x.shape[:-1]))
+    dz2 = dz.reshape(n, weight.shape[0])  # N,O
+    x2 = x.reshape(n, weight.shape[1])  # N,I
     dx = (dz2 @ weight).reshape(x.shape)
     dw = dz2.T @ x2  # O,I
     db = dz2.sum(axis=0)  # O

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._validate import check_float, check_ndim, check_shape, pair, window_output_hw
+from ._validate import check_dtype_as, check_float, check_ndim, check_shape, pair, window_output_hw
 
 
 def _tap(k: int, stride: int, n_out: int) -> slice:
@@ -75,7 +75,7 @@ def _check(
 ) -> tuple[int, int, int, int]:
     """Validate and return the output shape (N, O, OH, OW)."""
     check_float(x, "x")
-    check_float(weight, "weight")
+    check_dtype_as(weight, "weight", x.dtype)
     check_ndim(x, 4, "x", "N, C, H, W")
     check_ndim(weight, 6, "weight", "OH, OW, out_channels, in_channels, KH, KW")
     _, _, o, cw, kh, kw = (int(d) for d in weight.shape)
@@ -94,7 +94,7 @@ def _check(
             f"got weight shape {tuple(weight.shape)}"
         )
     if bias is not None:
-        check_float(bias, "bias")
+        check_dtype_as(bias, "bias", x.dtype)
         check_shape(bias, (o, oh, ow), "bias", "out_channels, OH, OW")
     return x.shape[0], o, oh, ow
 
@@ -153,7 +153,7 @@ def locally_connected2d_backward(
         returned even when the forward had no bias.
     """
     n, o, oh, ow = _check(x, weight, None, stride, padding)
-    check_float(dy, "dy")
+    check_dtype_as(dy, "dy", x.dtype)
     check_shape(dy, (n, o, oh, ow), "dy", "the forward output's N, O, OH, OW")
     (sh, sw), (ph, pw) = pair(stride, "stride"), pair(padding, "padding", 0)
     h, w, kh, kw = x.shape[2], x.shape[3], weight.shape[4], weight.shape[5]

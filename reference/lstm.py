@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import check_choice, check_dtype_as, check_optional, check_recurrent, check_shape
+from ._validate import check_choice, check_dtype_as, check_optional, check_recurrent, check_saved, check_shape
 from .activations import sigmoid_forward
 
 VARIANTS = ("forget", "no_forget", "peephole")
@@ -42,6 +42,7 @@ GATES = {"forget": 4, "no_forget": 3, "peephole": 4}
 _check_dtype = check_dtype_as
 _check_recurrent = check_recurrent
 _check_grad = check_optional
+_check_saved = check_saved
 
 
 def _check_lstm(
@@ -183,8 +184,8 @@ def lstm_backward(
          dweight_peephole [3, H] for "peephole", else None).
     """
     T, B, _, H, G = _check_lstm(x, h0, c0, weight_ih, weight_hh, None, None, weight_peephole, variant)
-    _check_grad(output, (T, B, H), "output", x.dtype, "T, B, hidden_size")
-    _check_grad(workspace, (T, B, (G + 1) * H), "workspace", x.dtype, f"T, B, ({G}+1)*hidden_size")
+    _check_saved(output, (T, B, H), "output", x.dtype, "T, B, hidden_size")
+    _check_saved(workspace, (T, B, (G + 1) * H), "workspace", x.dtype, f"T, B, ({G}+1)*hidden_size")
     _check_grad(d_output, (T, B, H), "d_output", x.dtype, "T, B, hidden_size")
     _check_grad(d_h_n, (B, H), "d_h_n", x.dtype, "B, hidden_size")
     _check_grad(d_c_n, (B, H), "d_c_n", x.dtype, "B, hidden_size")

@@ -22,32 +22,37 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._validate import check_float, check_ndim, check_shape, pair, window_output_hw
+from ._validate import check_bool, check_float, check_ndim, check_shape, pair, window_output_hw
 
 IntOrPair = int | Sequence[int]
 
 # ------------------------------------------------------------------------ helpers
 
 
-def _check_x_shape(x_shape: Sequence[int]) -> tuple[int, int, int, int]:
+def _check_x_shape(x_shape: Sequence[int], name: str = "x_shape") -> tuple[int, int, int, int]:
     ok = (
         isinstance(x_shape, (tuple, list))
         and len(x_shape) == 4
         and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in x_shape)
     )
     if not ok:
-        raise ValueError(f"x_shape must be a 4-tuple of ints (N, C, H, W), got {x_shape!r}")
+        raise ValueError(f"{name} must be a 4-tuple of ints (N, C, H, W), got {x_shape!r}")
     if min(x_shape) < 1:
-        raise ValueError(f"x_shape must have every size >= 1 (N, C, H, W), got {tuple(x_shape)}")
+        raise ValueError(f"{name} must have every size >= 1 (N, C, H, W), got {tuple(x_shape)}")
     n, c, h, w = (int(s) for s in x_shape)
     return n, c, h, w
 
 
 def _params(
-    x_shape: Sequence[int], kernel_size: IntOrPair, stride: IntOrPair | None, padding: IntOrPair
+    x_shape: Sequence[int],
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None,
+    padding: IntOrPair,
+    name: str = "x_shape",
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
-    """Validated (kernel, stride, padding, (OH, OW)), each an (h, w) pair."""
-    _, _, h, w = _check_x_shape(x_shape)
+    """Validated (kernel, stride, padding, (OH, OW)), each an (h, w) pair; ``name``: what the caller
+    calls the shape (x's shape in a forward)."""
+    _, _, h, w = _check_x_shape(tuple(x_shape), name)
     k = pair(kernel_size, "kernel_size", minimum=1)
     s = k if stride is None else pair(stride, "stride", minimum=1)
     p = pair(padding, "padding", minimum=0)
@@ -126,7 +131,7 @@ def max_pool2d_forward(
           LAST one in scan order is the index reported.
     """
     _check_x(x)
-    (kh, kw), stride_hw, pad, (oh, ow) = _params(x.shape, kernel_size, stride, padding)
+    (kh, kw), stride_hw, pad, (oh, ow) = _params(x.shape, kernel_size, stride, padding, "x")
     (sh, sw), (ph, pw) = stride_hw, pad
     w_in = x.shape[3]
     xp = _pad(x, pad, -np.inf)  # N,C,H+2ph,W+2pw
@@ -187,7 +192,8 @@ def _divisor(
     dtype: np.dtype,
 ) -> np.ndarray:
     """d[oh, ow]: kh*kw, or the number of real (non-padding) elements of each window."""
-    if count_include_pad:  # floor mode: a window never passes the padded border, so always kh*kw
+    # floor mode: a window never passes the padded border, so always kh*kw when padding counts
+    if check_bool(count_include_pad, "count_include_pad"):
         return np.full(out_hw, kernel[0] * kernel[1], dtype=dtype)
     counts = []
     for size, k, s, p, o in zip(hw, kernel, stride, padding, out_hw):
@@ -218,7 +224,7 @@ def avg_pool2d_forward(
         y: [N, C, OH, OW], x's dtype.
     """
     _check_x(x)
-    kernel, stride_hw, pad, out_hw = _params(x.shape, kernel_size, stride, padding)
+    kernel, stride_hw, pad, out_hw = _params(x.shape, kernel_size, stride, padding, "x")
     xp = _pad(x, pad, 0)  # N,C,H+2ph,W+2pw
     total = np.zeros(x.shape[:2] + out_hw, dtype=x.dtype)  # N,C,OH,OW
     for i in range(kernel[0]):

@@ -23,6 +23,7 @@ from ._validate import (
     check_ndim,
     check_optional,
     check_recurrent,
+    check_saved,
 )
 from .linear import linear_backward, linear_forward
 
@@ -34,6 +35,7 @@ NONLINEARITIES = ("tanh", "relu")
 _check_dtype = check_dtype_as
 _check_recurrent = check_recurrent
 _check_grad = check_optional
+_check_saved = check_saved
 
 
 # --------------------------------------------------------------------------- rnn
@@ -107,7 +109,7 @@ def rnn_backward(
     """
     check_choice(nonlinearity, NONLINEARITIES, "nonlinearity")
     T, B, _, H = _check_recurrent(x, h0, weight_ih, weight_hh, None, None, 1)
-    _check_grad(output, (T, B, H), "output", x.dtype, "T, B, hidden_size")
+    _check_saved(output, (T, B, H), "output", x.dtype, "T, B, hidden_size")
     _check_grad(d_output, (T, B, H), "d_output", x.dtype, "T, B, hidden_size")
     _check_grad(d_h_n, (B, H), "d_h_n", x.dtype, "B, hidden_size")
     h0 = np.zeros((B, H), dtype=x.dtype) if h0 is None else h0

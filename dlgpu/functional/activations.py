@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from ._common import check_tensor, dlgpu_op, run
@@ -95,7 +94,7 @@ for _op in (
     _tanh_backward, _softplus, _softplus_backward, _softmax, _softmax_backward, _log_softmax,
     _log_softmax_backward,
 ):  # fmt: skip
-    _op.register_fake(lambda first, *rest: torch.empty_like(first))
+    _op.register_fake(lambda first, *rest: first.new_empty(first.shape))
 
 
 def _save_input(ctx, inputs, output):  # noqa: ANN001

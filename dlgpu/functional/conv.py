@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor
 
 from ..reference._validate import check_activation
@@ -55,7 +54,7 @@ def _conv2d_backward(
 
 @_conv2d_backward.register_fake
 def _(dy, x, weight, out, stride, padding, dilation, groups, activation, negative_slope):  # noqa: ANN001, ANN202
-    return torch.empty_like(x), torch.empty_like(weight), weight.new_empty((weight.shape[0],))
+    return x.new_empty(x.shape), weight.new_empty(weight.shape), weight.new_empty((weight.shape[0],))
 
 
 def _conv_setup(ctx, inputs, output):  # noqa: ANN001
@@ -120,7 +119,7 @@ def conv2d(
     if bias is not None:
         check_tensor(bias, "bias")
     check_same_dtype(input=input, weight=weight, bias=bias)
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     s, d = as_pair(stride, "stride"), as_pair(dilation, "dilation")
     if isinstance(padding, str):
         if padding not in ("valid", "same"):
@@ -130,6 +129,8 @@ def conv2d(
         p = as_pair(padding, "padding", minimum=0)
     if isinstance(groups, bool) or not isinstance(groups, int):
         raise TypeError(f"groups must be an int, got {type(groups).__name__}")
+    if input.dim() == 3:  # unbatched (C, H, W), as torch takes it
+        return _conv2d(input.unsqueeze(0), weight, bias, s, p, d, groups, activation, float(negative_slope)).squeeze(0)
     return _conv2d(input, weight, bias, s, p, d, groups, activation, float(negative_slope))
 
 
@@ -157,7 +158,7 @@ def _lc2d_backward(
 @_lc2d_backward.register_fake
 def _(dy, x, weight, stride, padding):  # noqa: ANN001, ANN202
     oh, ow, o = weight.shape[:3]
-    return torch.empty_like(x), torch.empty_like(weight), weight.new_empty((o, oh, ow))
+    return x.new_empty(x.shape), weight.new_empty(weight.shape), weight.new_empty((o, oh, ow))
 
 
 def _lc_setup(ctx, inputs, output):  # noqa: ANN001

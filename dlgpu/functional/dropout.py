@@ -17,7 +17,7 @@ def _dropout(x: Tensor, p: float, seed: int) -> Tensor:
 
 @_dropout.register_fake
 def _(x, p, seed):  # noqa: ANN001, ANN202
-    return torch.empty_like(x)
+    return x.new_empty(x.shape)
 
 
 @dlgpu_op("dropout_backward", mutates_args=())
@@ -27,7 +27,7 @@ def _dropout_backward(dy: Tensor, p: float, seed: int) -> Tensor:
 
 @_dropout_backward.register_fake
 def _(dy, p, seed):  # noqa: ANN001, ANN202
-    return torch.empty_like(dy)
+    return dy.new_empty(dy.shape)
 
 
 def _setup(ctx, inputs, output):  # noqa: ANN001

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from ..reference._validate import check_activation
@@ -29,7 +28,7 @@ def _linear_backward(
 
 @_linear_backward.register_fake
 def _(dy, x, weight, out, activation, negative_slope):  # noqa: ANN001, ANN202
-    return torch.empty_like(x), torch.empty_like(weight), weight.new_empty((weight.shape[0],))
+    return x.new_empty(x.shape), weight.new_empty(weight.shape), weight.new_empty((weight.shape[0],))
 
 
 def _setup(ctx, inputs, output):  # noqa: ANN001
@@ -69,5 +68,5 @@ def linear(
     if bias is not None:
         check_tensor(bias, "bias")
     check_same_dtype(input=input, weight=weight, bias=bias)
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     return _linear(input, weight, bias, activation, float(negative_slope))

@@ -35,7 +35,7 @@ def _(name, input, target, reduction, delta):  # noqa: ANN001, ANN202
         shape = (input.shape[0],)
     else:
         shape = tuple(input.shape)
-    return input.new_empty(shape), torch.empty_like(input)
+    return input.new_empty(shape), input.new_empty(input.shape)
 
 
 @dlgpu_op("loss_backward", mutates_args=())
@@ -45,7 +45,7 @@ def _loss_backward(grad_output: Tensor, grad_input: Tensor, reduction: str) -> T
 
 @_loss_backward.register_fake
 def _(grad_output, grad_input, reduction):  # noqa: ANN001, ANN202
-    return torch.empty_like(grad_input)
+    return grad_input.new_empty(grad_input.shape)
 
 
 def _setup(ctx, inputs, output):  # noqa: ANN001
@@ -55,6 +55,11 @@ def _setup(ctx, inputs, output):  # noqa: ANN001
 
 
 def _backward(ctx, d_loss, _d_grad):  # noqa: ANN001, ANN202
+    if torch.is_grad_enabled():  # backward(create_graph=True): the saved gradient is a constant here
+        raise RuntimeError(
+            "dlgpu losses have no second derivative: the gradient they return under create_graph=True "
+            "would be detached from input (a gradient penalty would silently lose its term); use torch's loss"
+        )
     (grad_input,) = ctx.saved_tensors
     return None, _loss_backward(d_loss.contiguous(), grad_input, ctx.reduction), None, None, None
 

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ..reference._validate import conv_output_size
+from ..reference._validate import check_bool, conv_output_size
+from ..reference.pooling import pool2d_output_shape
 from ._common import as_pair, check_tensor, dlgpu_op, run
 
 
@@ -89,6 +90,13 @@ def _avg_backward(ctx, dy):  # noqa: ANN001, ANN202
 _avg_pool2d.register_autograd(_avg_backward, setup_context=_avg_setup)
 
 
+def _empty_batch(x: Tensor, args: tuple) -> Tensor:
+    """The pooled output of an input with N = 0, still attached to x's graph (its gradient is empty)."""
+    _, c, h, w = (int(v) for v in x.shape)
+    pool2d_output_shape((1, c, h, w), *args)  # the checks the kernels would make (window vs H, W)
+    return x.reshape(-1)[:0].reshape(_out_shape(x, *args))
+
+
 def _pool_args(kernel_size, stride, padding):  # noqa: ANN001, ANN202
     k = as_pair(kernel_size, "kernel_size")
     s = k if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) else as_pair(stride, "stride")
@@ -115,7 +123,14 @@ def max_pool2d(
         raise ValueError(f"dilation must be 1 for dlgpu's max_pool2d, got {dilation!r}")
     if ceil_mode:
         raise ValueError("ceil_mode must be False for dlgpu's max_pool2d")
-    y, idx = _max_pool2d(input, *_pool_args(kernel_size, stride, padding))
+    if input.dim() == 3:  # unbatched (C, H, W), as torch takes it
+        out = max_pool2d(input.unsqueeze(0), kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+        return (out[0].squeeze(0), out[1].squeeze(0)) if return_indices else out.squeeze(0)
+    args = _pool_args(kernel_size, stride, padding)
+    if input.dim() == 4 and input.shape[0] == 0:  # an empty batch: nothing to pool, as torch
+        y = _empty_batch(input, args)
+        return (y, y.detach().to(torch.int64)) if return_indices else y
+    y, idx = _max_pool2d(input, *args)
     return (y, idx) if return_indices else y
 
 
@@ -135,4 +150,10 @@ def avg_pool2d(
         raise ValueError("ceil_mode must be False for dlgpu's avg_pool2d")
     if divisor_override is not None:
         raise ValueError("divisor_override must be None for dlgpu's avg_pool2d")
-    return _avg_pool2d(input, *_pool_args(kernel_size, stride, padding), bool(count_include_pad))
+    count_include_pad = check_bool(count_include_pad, "count_include_pad")
+    if input.dim() == 3:  # unbatched (C, H, W), as torch takes it
+        return avg_pool2d(input.unsqueeze(0), kernel_size, stride, padding, ceil_mode, count_include_pad).squeeze(0)
+    args = _pool_args(kernel_size, stride, padding)
+    if input.dim() == 4 and input.shape[0] == 0:  # an empty batch: nothing to pool, as torch
+        return _empty_batch(input, args)
+    return _avg_pool2d(input, *args, count_include_pad)

@@ -6,7 +6,6 @@ forward also returns the kernel's workspace (the saved gates), which autograd ke
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from ..reference._validate import check_choice
@@ -24,7 +23,7 @@ def _rnn(
 
 @_rnn.register_fake
 def _(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity):  # noqa: ANN001, ANN202
-    return x.new_empty((x.shape[0], x.shape[1], w_hh.shape[1])), torch.empty_like(h0)
+    return x.new_empty((x.shape[0], x.shape[1], w_hh.shape[1])), h0.new_empty(h0.shape)
 
 
 @dlgpu_op("rnn_backward", mutates_args=())
@@ -37,7 +36,7 @@ def _rnn_backward(
 @_rnn_backward.register_fake
 def _(d_out, d_hn, x, h0, w_ih, w_hh, out, nonlinearity):  # noqa: ANN001, ANN202
     g = w_hh.new_empty((w_hh.shape[0],))
-    return torch.empty_like(x), torch.empty_like(h0), torch.empty_like(w_ih), torch.empty_like(w_hh), g, g.clone()
+    return (*(t.new_empty(t.shape) for t in (x, h0, w_ih, w_hh)), g, g.clone())
 
 
 def _rnn_setup(ctx, inputs, output):  # noqa: ANN001
@@ -71,7 +70,7 @@ def _lstm(
 def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_peep, variant):  # noqa: ANN001, ANN202
     t, b, h = x.shape[0], x.shape[1], w_hh.shape[1]
     g = w_hh.shape[0] // h
-    return x.new_empty((t, b, h)), torch.empty_like(h0), torch.empty_like(c0), x.new_empty((t, b, (g + 1) * h))
+    return x.new_empty((t, b, h)), h0.new_empty(h0.shape), c0.new_empty(c0.shape), x.new_empty((t, b, (g + 1) * h))
 
 
 @dlgpu_op("lstm_backward", mutates_args=())
@@ -89,9 +88,9 @@ def _lstm_backward(
 @_lstm_backward.register_fake
 def _(d_out, d_hn, d_cn, x, h0, c0, w_ih, w_hh, out, ws, w_peep, variant):  # noqa: ANN001, ANN202
     g = w_hh.new_empty((w_hh.shape[0],))
-    dp = torch.empty_like(w_peep) if w_peep is not None else x.new_empty((0,))
-    return (torch.empty_like(x), torch.empty_like(h0), torch.empty_like(c0), torch.empty_like(w_ih),
-            torch.empty_like(w_hh), g, g.clone(), dp)  # fmt: skip
+    dp = w_peep.new_empty(w_peep.shape) if w_peep is not None else x.new_empty((0,))
+    return (x.new_empty(x.shape), h0.new_empty(h0.shape), c0.new_empty(c0.shape), w_ih.new_empty(w_ih.shape),
+            w_hh.new_empty(w_hh.shape), g, g.clone(), dp)  # fmt: skip
 
 
 def _lstm_setup(ctx, inputs, output):  # noqa: ANN001
@@ -131,7 +130,7 @@ _WS_BLOCKS = {("gru", "cudnn"): 4, ("gru", "cho"): 3, ("mgu", ""): 2}
 @_gated.register_fake
 def _(cell, x, h0, w_ih, w_hh, b_ih, b_hh, variant):  # noqa: ANN001, ANN202
     t, b, h = x.shape[0], x.shape[1], w_hh.shape[1]
-    return x.new_empty((t, b, h)), torch.empty_like(h0), x.new_empty((t, b, _WS_BLOCKS[(cell, variant)] * h))
+    return x.new_empty((t, b, h)), h0.new_empty(h0.shape), x.new_empty((t, b, _WS_BLOCKS[(cell, variant)] * h))
 
 
 @dlgpu_op("gated_backward", mutates_args=())
@@ -146,7 +145,7 @@ def _gated_backward(
 @_gated_backward.register_fake
 def _(cell, d_out, d_hn, x, h0, w_ih, w_hh, out, ws, variant):  # noqa: ANN001, ANN202
     g = w_hh.new_empty((w_hh.shape[0],))
-    return torch.empty_like(x), torch.empty_like(h0), torch.empty_like(w_ih), torch.empty_like(w_hh), g, g.clone()
+    return (*(t.new_empty(t.shape) for t in (x, h0, w_ih, w_hh)), g, g.clone())
 
 
 def _gated_setup(ctx, inputs, output):  # noqa: ANN001

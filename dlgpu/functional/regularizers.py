@@ -29,7 +29,7 @@ def _penalty_backward(kind: str, weight: Tensor, lam: float, grad_output: Tensor
 
 @_penalty_backward.register_fake
 def _(kind, weight, lam, grad_output):  # noqa: ANN001, ANN202
-    return torch.empty_like(weight)
+    return weight.new_empty(weight.shape)
 
 
 def _setup(ctx, inputs, output):  # noqa: ANN001

@@ -57,10 +57,7 @@ __all__ = [
 
 
 def _check_fused(activation: str, negative_slope: float) -> float:
-    check_activation(activation)
-    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
-        raise TypeError(f"negative_slope must be a number, got {type(negative_slope).__name__}")
-    return float(negative_slope)
+    return check_activation(activation, negative_slope)
 
 
 def _fused_repr(activation: str, negative_slope: float) -> str:

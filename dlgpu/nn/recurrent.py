@@ -13,7 +13,9 @@ MGU has 2 blocks (f, h). Equations: dlgpu.reference.{rnn,lstm,gru,mgu}.
 
 Each layer and direction is ONE fused call of the sequence op over all T steps when every
 sequence has the full length (the common case). Dropout between layers (training only) is
-torch's own ``torch.nn.functional.dropout``, so the masks equal torch.nn.LSTM's for the same seed.
+torch's own ``torch.nn.functional.dropout``, so for full-length input the masks equal torch.nn.LSTM's
+for the same seed (with ``lengths=`` or a PackedSequence torch draws them over the packed data and
+dlgpu over the padded [T, B, H] tensor, so the masks differ; both are valid dropout).
 
 Variable lengths (``lengths=`` or a PackedSequence input) are exact, not masked: the batch is
 sorted by length (descending, stable) and the fused op runs on shrinking prefixes, one call per

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Iterator
@@ -328,15 +329,29 @@ def _why(order: tuple[str, ...]) -> str:
 # ---------------------------------------------------------------- calling
 
 
-def _to_numpy(a: Any) -> Any:
+def _to_numpy(a: Any, name: str = "") -> Any:
     if _kind(a) == "torch_cpu":
         t = a.detach()
         if t.dtype.is_floating_point and t.dtype not in _NUMPY_FLOATS():
-            raise TypeError(f"the CPU backends take float16/32/64 tensors, got {t.dtype}")
+            what = f"{name} is a {t.dtype} tensor" if name else f"got {t.dtype}"
+            raise TypeError(f"the CPU backends take float16/32/64 tensors: {what} (cast it, or use a CUDA tensor)")
         return t.numpy()
     if isinstance(a, (list, tuple)):
-        return type(a)(_to_numpy(x) for x in a)
+        return type(a)(_to_numpy(x, name) for x in a)
     return a
+
+
+def _numpy_args(fn: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+    """``args`` and ``kwargs`` with torch CPU tensors as numpy views; a TypeError names the argument."""
+    try:
+        return _to_numpy(args), {k: _to_numpy(v) for k, v in kwargs.items()}
+    except TypeError:  # again, argument by argument, for the message: the error path only
+        names = list(inspect.signature(fn).parameters)
+        for i, a in enumerate(args):
+            _to_numpy(a, names[i] if i < len(names) else f"argument {i}")
+        for k, v in kwargs.items():
+            _to_numpy(v, k)
+        raise
 
 
 @cache
@@ -379,6 +394,7 @@ def call(op: str, *args: Any, backend: str | None = None, **kwargs: Any) -> Any:
     with _range(op, name):
         if name in ("numpy", "numba"):
             torch_in = any(k == "torch_cpu" for _, _, k in _arrays(args, kwargs))
-            out = fn(*_to_numpy(args), **{k: _to_numpy(v) for k, v in kwargs.items()})
+            np_args, np_kwargs = _numpy_args(fn, args, kwargs)
+            out = fn(*np_args, **np_kwargs)
             return _to_torch(out) if torch_in else out
         return fn(*args, **kwargs)

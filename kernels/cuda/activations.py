@@ -10,13 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ...reference._validate import check_activation, check_float, check_same_shape
+from ...reference._validate import check_activation, check_axis, check_float, check_number, check_same_shape
 from ._common import ACTIVATION_CODES, CTYPES, FLOAT_DTYPES, Call, Module, cdiv, dtype_name, f32, i64, ptr
-
-try:
-    from numpy.lib.array_utils import normalize_axis_index  # numpy >= 2
-except ImportError:  # pragma: no cover
-    from numpy.core.multiarray import normalize_axis_index
 
 # elementwise codes: ACT_* of common.cuh, SOFTPLUS = 5 in activations.cu
 EW_CODES = {**{k: v for k, v in ACTIVATION_CODES.items() if k != "none"}, "softplus": 5}
@@ -89,13 +84,13 @@ def relu_backward(dy: Any, x: Any) -> Any:
 def leaky_relu_forward(x: Any, negative_slope: float = 0.01) -> Any:
     """y = x if x > 0 else negative_slope * x."""
     check_float(x, "x")
-    return _unary(x, "leaky_relu", negative_slope)
+    return _unary(x, "leaky_relu", check_number(negative_slope, "negative_slope"))
 
 
 def leaky_relu_backward(dy: Any, x: Any, negative_slope: float = 0.01) -> Any:
     """dx = dy if x > 0 else negative_slope * dy."""
     check_same_shape(x, dy, "x", "dy")
-    return _binary(dy, x, "x", "leaky_relu", negative_slope)
+    return _binary(dy, x, "x", "leaky_relu", check_number(negative_slope, "negative_slope"))
 
 
 def sigmoid_forward(x: Any) -> Any:
@@ -159,10 +154,10 @@ def _rowwise(kernel: str, arrays: dict[str, Any], axis: int, log: bool) -> Any:
     names = list(arrays)
     first = call.prepare(arrays[names[0]], names[0])
     rest = [call.prepare(arrays[n], n, dtype=(_dt(first), names[0])) for n in names[1:]]
-    axis = normalize_axis_index(axis, len(first.shape))
+    axis = check_axis(axis, len(first.shape))
     shape = tuple(int(s) for s in first.shape)
-    if shape[axis] == 0 and kernel == "fwd":  # the reference's np.max fails the same way
-        raise ValueError("zero-size array to reduction operation maximum which has no identity")
+    if shape[axis] == 0 and kernel == "fwd":
+        raise ValueError(f"x must have at least one element along axis {axis}, got shape {shape}")
     out = call.empty(shape, _dt(first))
     if math.prod(shape):
         mode, grid, block, (rows, k, inner) = softmax_plan(shape, axis)
@@ -201,7 +196,7 @@ def log_softmax_backward(dy: Any, y: Any, axis: int = -1) -> Any:
 
 def activation_forward(z: Any, activation: str = "none", negative_slope: float = 0.01) -> Any:
     """Apply a named activation (none|relu|leaky_relu|sigmoid|tanh); "none" returns z contiguous."""
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     check_float(z, "z")
     if activation == "none":
         call = Call(z=z)
@@ -211,7 +206,7 @@ def activation_forward(z: Any, activation: str = "none", negative_slope: float =
 
 def activation_backward(dy: Any, out: Any, activation: str = "none", negative_slope: float = 0.01) -> Any:
     """Gradient through a named activation from its output ``out``."""
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     if activation == "none":
         call = Call(dy=dy)
         return call.prepare(dy, "dy")

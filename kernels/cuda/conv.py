@@ -77,7 +77,7 @@ def conv2d_forward(
         y: [N, O, OH, OW].
     """
     n, o, oh, ow = _check(x, weight, bias, stride, padding, dilation, groups)
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     call = Call(x=x, weight=weight, bias=bias)
     x = call.prepare(x, "x")
     dt = dtype_name(x.dtype)
@@ -118,7 +118,7 @@ def conv2d_backward(
         (dx [N, C, H, W], dweight [O, C/groups, KH, KW], dbias [O]).
     """
     n, o, oh, ow = _check(x, weight, None, stride, padding, dilation, groups)
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     check_float(dy, "dy")
     check_shape(dy, (n, o, oh, ow), "dy", "the forward output's N, O, OH, OW")
     if activation != "none":

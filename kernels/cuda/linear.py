@@ -61,7 +61,7 @@ def linear_forward(
         y: [..., O], x's kind and dtype.
     """
     _check(x, weight, bias)
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     call = Call(x=x, weight=weight, bias=bias)
     x, weight, bias = _prepare(call, x, weight, bias)
     o, i = (int(s) for s in weight.shape)
@@ -94,7 +94,7 @@ def linear_backward(
         (dx [..., I], dweight [O, I], dbias [O]), dy's kind and dtype.
     """
     _check(x, weight, None)
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     o, i = (int(s) for s in weight.shape)
     out_shape = tuple(int(s) for s in x.shape[:-1]) + (o,)
     check_shape(dy, out_shape, "dy", "x's leading dims, out_features")

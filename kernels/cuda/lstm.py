@@ -122,8 +122,8 @@ def lstm_backward(
     see dlgpu.reference.lstm.
     """
     T, B, I, H, G = _ref._check_lstm(x, h0, c0, weight_ih, weight_hh, None, None, weight_peephole, variant)
-    _ref._check_grad(output, (T, B, H), "output", x.dtype, "T, B, hidden_size")
-    _ref._check_grad(workspace, (T, B, (G + 1) * H), "workspace", x.dtype, f"T, B, ({G}+1)*hidden_size")
+    _ref._check_saved(output, (T, B, H), "output", x.dtype, "T, B, hidden_size")
+    _ref._check_saved(workspace, (T, B, (G + 1) * H), "workspace", x.dtype, f"T, B, ({G}+1)*hidden_size")
     _ref._check_grad(d_output, (T, B, H), "d_output", x.dtype, "T, B, hidden_size")
     _ref._check_grad(d_h_n, (B, H), "d_h_n", x.dtype, "B, hidden_size")
     _ref._check_grad(d_c_n, (B, H), "d_c_n", x.dtype, "B, hidden_size")

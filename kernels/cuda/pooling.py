@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ...reference._validate import check_float, check_ndim, check_shape
+from ...reference._validate import check_bool, check_float, check_ndim, check_shape
 from ...reference.pooling import IntOrPair, _check_x, _check_x_shape, _params, pool2d_output_shape
 from ._common import CTYPES, FLOAT_DTYPES, Call, Module, cdiv, dtype_name, i32, i64, ptr
 
@@ -67,7 +67,7 @@ def max_pool2d_forward(
     """
     _check_x(x)
     shape = tuple(int(s) for s in x.shape)
-    kernel, stride_hw, pad, out_hw = _params(shape, kernel_size, stride, padding)
+    kernel, stride_hw, pad, out_hw = _params(shape, kernel_size, stride, padding, "x")
     call = Call(x=x)
     x = call.prepare(x, "x")
     dt = dtype_name(x.dtype)
@@ -132,16 +132,17 @@ def avg_pool2d_forward(
     Returns:
         y: [N, C, OH, OW] in x's dtype.
     """
+    count_include_pad = check_bool(count_include_pad, "count_include_pad")
     _check_x(x)
     shape = tuple(int(s) for s in x.shape)
-    kernel, stride_hw, pad, out_hw = _params(shape, kernel_size, stride, padding)
+    kernel, stride_hw, pad, out_hw = _params(shape, kernel_size, stride, padding, "x")
     call = Call(x=x)
     x = call.prepare(x, "x")
     dt = dtype_name(x.dtype)
     y = call.empty(shape[:2] + out_hw, dt)
     total = shape[0] * shape[1] * out_hw[0] * out_hw[1]
     if total:
-        args = (ptr(x), ptr(y), *_geometry(shape, kernel, stride_hw, pad, out_hw), i32(bool(count_include_pad)))
+        args = (ptr(x), ptr(y), *_geometry(shape, kernel, stride_hw, pad, out_hw), i32(count_include_pad))
         call.launch(MODULE, f"avg_pool2d_fwd_kernel<{CTYPES[dt]}>", grid(total), (THREADS,), args)
     return y
 
@@ -159,6 +160,7 @@ def avg_pool2d_backward(
     Returns:
         dx: [N, C, H, W] in dy's dtype.
     """
+    count_include_pad = check_bool(count_include_pad, "count_include_pad")
     check_float(dy, "dy")
     check_ndim(dy, 4, "dy", "N, C, OH, OW")
     n, c, h, w = _check_x_shape(x_shape)
@@ -171,6 +173,6 @@ def avg_pool2d_backward(
     total = n * c * h * w
     if total:
         geo = _geometry((n, c, h, w), kernel, stride_hw, pad, out_hw)
-        args = (ptr(dy), ptr(dx), *geo, i32(bool(count_include_pad)))
+        args = (ptr(dy), ptr(dx), *geo, i32(count_include_pad))
         call.launch(MODULE, f"avg_pool2d_bwd_kernel<{CTYPES[dt]}>", grid(total), (THREADS,), args)
     return dx

@@ -449,7 +449,7 @@ def rnn_backward(
     """
     check_choice(nonlinearity, NONLINEARITIES, "nonlinearity")
     T, B, I, H = _ref._check_recurrent(x, h0, weight_ih, weight_hh, None, None, 1)
-    _ref._check_grad(output, (T, B, H), "output", x.dtype, "T, B, hidden_size")
+    _ref._check_saved(output, (T, B, H), "output", x.dtype, "T, B, hidden_size")
     _ref._check_grad(d_output, (T, B, H), "d_output", x.dtype, "T, B, hidden_size")
     _ref._check_grad(d_h_n, (B, H), "d_h_n", x.dtype, "B, hidden_size")
     named = dict(d_output=d_output, d_h_n=d_h_n, h0=h0, weight_ih=weight_ih, weight_hh=weight_hh, output=output)

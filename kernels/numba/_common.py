@@ -96,7 +96,8 @@ def prepare(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
         raise TypeError(f"{name} must be float32 or float64 for the numba backend, got {a.dtype}")
     if dtype is not None and a.dtype != dtype:
         raise TypeError(f"{name} must have dtype {np.dtype(dtype)} like the other inputs, got {a.dtype}")
-    return np.ascontiguousarray(a)
+    out = np.ascontiguousarray(a)
+    return out if out.ndim == a.ndim else out.reshape(a.shape)  # ascontiguousarray makes 0-d arrays 1-d
 
 
 def prepare_optional(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray | None:

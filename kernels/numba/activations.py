@@ -14,14 +14,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ...reference._validate import check_activation, check_float, check_same_shape
+from ...reference._validate import check_activation, check_axis, check_float, check_number, check_same_shape
 from ._common import JIT, PJIT, prepare
 from ._math import INLINE, _c, _exp, _log1p_unit, _sigmoid, _tanh
-
-try:
-    from numpy.lib.array_utils import normalize_axis_index  # numpy >= 2
-except ImportError:  # numpy 1.x
-    from numpy.core.multiarray import normalize_axis_index
 
 # Epilogue codes shared with the fused linear kernel (kernels take an int, not a string).
 ACT_CODES = {"none": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
@@ -236,13 +231,13 @@ def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
 def leaky_relu_forward(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     """y = x if x > 0 else negative_slope * x."""
     check_float(x, "x")
-    return _unary(_leaky_relu_fwd_kernel, x, negative_slope)
+    return _unary(_leaky_relu_fwd_kernel, x, check_number(negative_slope, "negative_slope"))
 
 
 def leaky_relu_backward(dy: np.ndarray, x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     """dx = dy if x > 0 else negative_slope * dy (slope at 0 is negative_slope, as torch)."""
     check_same_shape(x, dy, "x", "dy")
-    return _binary(_leaky_relu_bwd_kernel, dy, x, "x", negative_slope)
+    return _binary(_leaky_relu_bwd_kernel, dy, x, "x", check_number(negative_slope, "negative_slope"))
 
 
 def sigmoid_forward(x: np.ndarray) -> np.ndarray:
@@ -295,9 +290,9 @@ def _unrows(r: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
 def _rowwise_forward(kernel, x, axis):
     check_float(x, "x")
     x = prepare(x, "x")
-    axis = normalize_axis_index(axis, x.ndim)
-    if x.shape[axis] == 0:  # the reference's np.max fails the same way
-        raise ValueError("zero-size array to reduction operation maximum which has no identity")
+    axis = check_axis(axis, x.ndim)
+    if x.shape[axis] == 0:
+        raise ValueError(f"x must have at least one element along axis {axis}, got shape {tuple(x.shape)}")
     xr = _rows(x, axis)
     y = np.empty(xr.shape, x.dtype)
     kernel(xr, y)
@@ -308,7 +303,7 @@ def _rowwise_backward(kernel, dy, y, axis):
     check_same_shape(y, dy, "y", "dy")
     dy = prepare(dy, "dy")
     y = prepare(y, "y", dy.dtype)
-    axis = normalize_axis_index(axis, dy.ndim)
+    axis = check_axis(axis, dy.ndim)
     if dy.size == 0:
         return np.empty(dy.shape, dy.dtype)
     dyr, yr = _rows(dy, axis), _rows(y, axis)
@@ -342,7 +337,7 @@ def log_softmax_backward(dy: np.ndarray, y: np.ndarray, axis: int = -1) -> np.nd
 
 def activation_forward(z: np.ndarray, activation: str = "none", negative_slope: float = 0.01) -> np.ndarray:
     """Apply a named activation (the set a fused linear/conv epilogue supports)."""
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     if activation == "none":
         return prepare(z, "z")
     if activation == "relu":
@@ -359,7 +354,7 @@ def activation_backward(
 ) -> np.ndarray:
     """Gradient through a named activation, from the activation's *output* ``out``
     (relu and leaky_relu keep the sign of their input for negative_slope > 0)."""
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     if activation == "none":
         return prepare(dy, "dy")
     if activation == "relu":

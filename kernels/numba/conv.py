@@ -467,7 +467,7 @@ def conv2d_forward(
         y: [N, O, OH, OW].
     """
     n, o, oh, ow = _check(x, weight, bias, stride, padding, dilation, groups)
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     x = prepare(x, "x")
     weight = prepare(weight, "weight", x.dtype)
     bias = prepare_optional(bias, "bias", x.dtype)
@@ -512,7 +512,7 @@ def conv2d_backward(
         (dx [N, C, H, W], dweight [O, C/groups, KH, KW], dbias [O]).
     """
     n, o, oh, ow = _check(x, weight, None, stride, padding, dilation, groups)
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     check_float(dy, "dy")
     check_shape(dy, (n, o, oh, ow), "dy", "the forward output's N, O, OH, OW")
     if activation != "none":

@@ -115,7 +115,7 @@ def linear_forward(
         y: [..., O].
     """
     _check(x, weight, bias)
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     x = prepare(x, "x")
     weight = prepare(weight, "weight", x.dtype)
     bias = prepare_optional(bias, "bias", x.dtype)
@@ -154,7 +154,7 @@ def linear_backward(
         forward had no bias (the caller drops it).
     """
     _check(x, weight, None)
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     out_shape = x.shape[:-1] + (weight.shape[0],)
     check_shape(dy, out_shape, "dy", "x's leading dims, out_features")
     if activation != "none":
@@ -168,8 +168,8 @@ def linear_backward(
     dy2, x2 = dy.reshape(n, o), x.reshape(n, i)
     db_part = np.empty((max(1, min(_DB_CHUNKS, n // _DB_MIN_ROWS)), o), x.dtype)  # C,O
     if activation == "none":
-        dz2 = dy2
-        _linear_bwd_kernel(dy2, dy2, NONE, x.dtype.type(0), dz2, db_part)
+        dz2 = dy2  # the kernel only sums it: it gets an empty dz, so a read-only dy works and is never written
+        _linear_bwd_kernel(dy2, dy2, NONE, x.dtype.type(0), np.empty((n, 0), x.dtype), db_part)
     else:
         out2 = prepare(out, "out", x.dtype).reshape(n, o)
         dz2 = np.empty_like(dy2)

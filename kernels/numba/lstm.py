@@ -226,8 +226,8 @@ def lstm_backward(
     )
     T, B, _, H, G = _ref._check_lstm(x, h0, c0, weight_ih, weight_hh, None, None, weight_peephole, variant)
     dt = x.dtype
-    _ref._check_grad(output, (T, B, H), "output", dt, "T, B, hidden_size")
-    _ref._check_grad(workspace, (T, B, (G + 1) * H), "workspace", dt, f"T, B, ({G}+1)*hidden_size")
+    _ref._check_saved(output, (T, B, H), "output", dt, "T, B, hidden_size")
+    _ref._check_saved(workspace, (T, B, (G + 1) * H), "workspace", dt, f"T, B, ({G}+1)*hidden_size")
     _ref._check_grad(d_output, (T, B, H), "d_output", dt, "T, B, hidden_size")
     _ref._check_grad(d_h_n, (B, H), "d_h_n", dt, "B, hidden_size")
     _ref._check_grad(d_c_n, (B, H), "d_c_n", dt, "B, hidden_size")

@@ -154,7 +154,7 @@ def max_pool2d_forward(
     """
     check_float(x, "x")
     check_ndim(x, 4, "x", "N, C, H, W")
-    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = _params(x.shape, kernel_size, stride, padding)
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = _params(x.shape, kernel_size, stride, padding, "x")
     x = prepare(x, "x")
     n, c, h, w = x.shape
     y = np.empty((n * c, oh * ow), dtype=x.dtype)  # NC,OH*OW
@@ -201,11 +201,11 @@ def avg_pool2d_forward(
     """
     check_float(x, "x")
     check_ndim(x, 4, "x", "N, C, H, W")
-    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = _params(x.shape, kernel_size, stride, padding)
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = _params(x.shape, kernel_size, stride, padding, "x")
     x = prepare(x, "x")
     n, c, h, w = x.shape
     y = np.empty((n * c, oh * ow), dtype=x.dtype)  # NC,OH*OW
-    d = _divisor((h, w), (kh, kw), (sh, sw), (ph, pw), (oh, ow), bool(count_include_pad), x.dtype)  # OH,OW
+    d = _divisor((h, w), (kh, kw), (sh, sw), (ph, pw), (oh, ow), count_include_pad, x.dtype)  # OH,OW
     _avg_pool_fwd_kernel(x.reshape(n * c, h * w), y, d, h, w, kh, kw, sh, sw, ph, pw)
     return y.reshape(n, c, oh, ow)
 
@@ -229,6 +229,6 @@ def avg_pool2d_backward(
     check_shape(dy, (n, c, oh, ow), "dy", "N, C, OH, OW of the pooling output")
     dy = prepare(dy, "dy")
     dx = np.empty((n * c, h * w), dtype=dy.dtype)  # NC,H*W
-    d = _divisor((h, w), (kh, kw), (sh, sw), (ph, pw), (oh, ow), bool(count_include_pad), dy.dtype)  # OH,OW
+    d = _divisor((h, w), (kh, kw), (sh, sw), (ph, pw), (oh, ow), count_include_pad, dy.dtype)  # OH,OW
     _avg_pool_bwd_kernel(dy.reshape(n * c, oh * ow), dx, d, h, w, kh, kw, sh, sw, ph, pw)
     return dx.reshape(n, c, h, w)

@@ -270,7 +270,7 @@ def rnn_backward(
     )
     check_choice(nonlinearity, NONLINEARITIES, "nonlinearity")
     T, B, _, H = _ref._check_recurrent(x, h0, weight_ih, weight_hh, None, None, 1)
-    _ref._check_grad(output, (T, B, H), "output", x.dtype, "T, B, hidden_size")
+    _ref._check_saved(output, (T, B, H), "output", x.dtype, "T, B, hidden_size")
     _ref._check_grad(d_output, (T, B, H), "d_output", x.dtype, "T, B, hidden_size")
     _ref._check_grad(d_h_n, (B, H), "d_h_n", x.dtype, "B, hidden_size")
     x = prepare(x, "x")

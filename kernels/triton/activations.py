@@ -24,13 +24,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ...reference._validate import check_activation, check_float, check_same_shape
+from ...reference._validate import check_activation, check_axis, check_float, check_number, check_same_shape
 from ._common import autotune_configs, cdiv, next_pow2, prepare, wrap_triton
-
-try:
-    from numpy.lib.array_utils import normalize_axis_index  # numpy >= 2
-except ImportError:  # numpy 1.x
-    from numpy.core.multiarray import normalize_axis_index
 
 # Op codes (constexpr in the kernels); the first five are the fused-epilogue set of linear/conv.
 ACT_CODES = {"none": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4, "softplus": 5}
@@ -322,13 +317,13 @@ def relu_backward(dy: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def leaky_relu_forward(x: torch.Tensor, negative_slope: float = 0.01) -> torch.Tensor:
     """y = x if x > 0 else negative_slope * x."""
     check_float(x, "x")
-    return _unary(x, "leaky_relu", negative_slope)
+    return _unary(x, "leaky_relu", check_number(negative_slope, "negative_slope"))
 
 
 def leaky_relu_backward(dy: torch.Tensor, x: torch.Tensor, negative_slope: float = 0.01) -> torch.Tensor:
     """dx = dy if x > 0 else negative_slope * dy (slope at 0 is negative_slope, as torch)."""
     check_same_shape(x, dy, "x", "dy")
-    return _binary(dy, x, "x", "leaky_relu", negative_slope)
+    return _binary(dy, x, "x", "leaky_relu", check_number(negative_slope, "negative_slope"))
 
 
 def sigmoid_forward(x: torch.Tensor) -> torch.Tensor:
@@ -384,9 +379,9 @@ def _row_launch(kernel, tensors, shape: tuple[int, ...], axis: int, log: bool) -
 def _rowwise_forward(x, axis: int, log: bool) -> torch.Tensor:
     check_float(x, "x")
     x = prepare(x, "x")
-    axis = normalize_axis_index(axis, x.ndim)
-    if x.shape[axis] == 0:  # the reference's np.max fails the same way
-        raise ValueError("zero-size array to reduction operation maximum which has no identity")
+    axis = check_axis(axis, x.ndim)
+    if x.shape[axis] == 0:
+        raise ValueError(f"x must have at least one element along axis {axis}, got shape {tuple(x.shape)}")
     y = torch.empty_like(x)
     if x.numel():
         _row_launch(_softmax_fwd_kernel, (x, y), tuple(x.shape), axis, log)
@@ -397,7 +392,7 @@ def _rowwise_backward(dy, y, axis: int, log: bool) -> torch.Tensor:
     check_same_shape(y, dy, "y", "dy")
     dy = prepare(dy, "dy")
     y = prepare(y, "y", dy.dtype, dy.device)
-    axis = normalize_axis_index(axis, dy.ndim)
+    axis = check_axis(axis, dy.ndim)
     dx = torch.empty_like(dy)
     if dy.numel():
         _row_launch(_softmax_bwd_kernel, (dy, y, dx), tuple(dy.shape), axis, log)
@@ -429,7 +424,7 @@ def log_softmax_backward(dy: torch.Tensor, y: torch.Tensor, axis: int = -1) -> t
 
 def activation_forward(z: torch.Tensor, activation: str = "none", negative_slope: float = 0.01) -> torch.Tensor:
     """Apply a named activation (the set a fused linear/conv epilogue supports)."""
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     if activation == "none":
         return prepare(z, "z")
     check_float(z, "x")
@@ -441,7 +436,7 @@ def activation_backward(
 ) -> torch.Tensor:
     """Gradient through a named activation, from the activation's *output* ``out``
     (relu and leaky_relu keep the sign of their input for negative_slope > 0)."""
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     if activation == "none":
         return prepare(dy, "dy")
     names = ("x", "dy") if activation in ("relu", "leaky_relu") else ("y", "dy")

@@ -388,7 +388,7 @@ def conv2d_forward(
         y: [N, O, OH, OW], contiguous, in x's dtype.
     """
     n, o, oh, ow = _check(x, weight, bias, stride, padding, dilation, groups)
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     x = _prepare_strided(x, "x")
     weight = prepare(weight, "weight", x.dtype, x.device)
     bias = prepare_optional(bias, "bias", x.dtype, x.device)
@@ -446,7 +446,7 @@ def conv2d_backward(
         (dx [N, C, H, W], dweight [O, C/groups, KH, KW], dbias [O]), contiguous, in x's dtype.
     """
     n, o, oh, ow = _check(x, weight, None, stride, padding, dilation, groups)
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     check_float(dy, "dy")
     check_shape(dy, (n, o, oh, ow), "dy", "the forward output's N, O, OH, OW")
     if activation != "none":

@@ -167,7 +167,7 @@ def linear_forward(
         y: [..., O].
     """
     _check(x, weight, bias)
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     x = prepare(x, "x")
     weight = prepare(weight, "weight", x.dtype, x.device)
     bias = prepare_optional(bias, "bias", x.dtype, x.device)
@@ -214,7 +214,7 @@ def linear_backward(
         forward had no bias (the caller drops it).
     """
     _check(x, weight, None)
-    check_activation(activation)
+    check_activation(activation, negative_slope)
     out_shape = tuple(x.shape[:-1]) + (weight.shape[0],)
     check_shape(dy, out_shape, "dy", "x's leading dims, out_features")
     if activation != "none":

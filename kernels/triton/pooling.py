@@ -32,7 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ...reference._validate import check_float, check_ndim, check_shape
+from ...reference._validate import check_bool, check_float, check_ndim, check_shape
 from ...reference.pooling import IntOrPair, _check_x_shape, _params, pool2d_output_shape
 from ._common import autotune_configs, cdiv, has_data, next_pow2, prepare, wrap_triton
 
@@ -253,7 +253,7 @@ def max_pool2d_forward(
     """
     check_float(x, "x")
     check_ndim(x, 4, "x", "N, C, H, W")
-    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = _params(tuple(x.shape), kernel_size, stride, padding)
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = _params(tuple(x.shape), kernel_size, stride, padding, "x")
     x = prepare(x, "x")
     n, c, h, w = x.shape
     y = torch.empty((n, c, oh, ow), dtype=x.dtype, device=x.device)
@@ -306,15 +306,16 @@ def avg_pool2d_forward(
 
     Same arguments and results as ``dlgpu.reference.pooling.avg_pool2d_forward``.
     """
+    count_include_pad = check_bool(count_include_pad, "count_include_pad")
     check_float(x, "x")
     check_ndim(x, 4, "x", "N, C, H, W")
-    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = _params(tuple(x.shape), kernel_size, stride, padding)
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = _params(tuple(x.shape), kernel_size, stride, padding, "x")
     x = prepare(x, "x")
     n, c, h, w = x.shape
     y = torch.empty((n, c, oh, ow), dtype=x.dtype, device=x.device)
     nc, q = n * c, oh * ow
     wrap_triton(_avg_pool_fwd_kernel)[_grid(nc, q)](
-        x, y, nc, h, w, ow, q, sh, sw, ph, pw, KH=kh, KW=kw, COUNT_PAD=bool(count_include_pad)
+        x, y, nc, h, w, ow, q, sh, sw, ph, pw, KH=kh, KW=kw, COUNT_PAD=count_include_pad
     )
     return y
 
@@ -331,6 +332,7 @@ def avg_pool2d_backward(
 
     Same arguments, checks and results as ``dlgpu.reference.pooling.avg_pool2d_backward``.
     """
+    count_include_pad = check_bool(count_include_pad, "count_include_pad")
     check_float(dy, "dy")
     check_ndim(dy, 4, "dy", "N, C, OH, OW")
     n, c, h, w = _check_x_shape(x_shape)
@@ -341,6 +343,6 @@ def avg_pool2d_backward(
     nc, q = n * c, h * w
     wrap_triton(_avg_pool_bwd_kernel)[_grid(nc, q)](
         dy, dx, nc, h, w, oh, ow, q, sh, sw, ph, pw,
-        KH=kh, KW=kw, NA=cdiv(kh, sh), NB=cdiv(kw, sw), COUNT_PAD=bool(count_include_pad),
+        KH=kh, KW=kw, NA=cdiv(kh, sh), NB=cdiv(kw, sw), COUNT_PAD=count_include_pad,
     )  # fmt: skip
     return dx

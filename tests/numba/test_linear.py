@@ -112,5 +112,5 @@ def test_mixed_dtypes_raise_type_error(gen):
         lambda: K.linear_backward(dy, x32, w32),
         lambda: K.linear_backward(dy32, x32, w32, K.linear_forward(x, w, b, "relu"), "relu"),
     ):
-        with pytest.raises(TypeError, match="must have dtype"):
+        with pytest.raises(TypeError, match="must have (the )?dtype"):
             case()

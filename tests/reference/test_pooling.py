@@ -210,7 +210,7 @@ def test_bad_input(fwd, gen):
         fwd(x, (6, 2))
     with pytest.raises(ValueError, match="kernel_size: the window spans 7 along width"):
         fwd(x, (2, 7), 1, (0, 0))
-    with pytest.raises(ValueError, match="x_shape must have every size >= 1"):
+    with pytest.raises(ValueError, match="x must have every size >= 1"):
         fwd(np.ones((0, 2, 5, 5)), 2)
 
 
