@@ -1,6 +1,7 @@
 """Loss modules over dlgpu.functional's losses: ``loss_fn = CrossEntropyLoss(); loss_fn(input, target)``.
 
-The five that torch.nn has (CrossEntropyLoss, BCELoss, BCEWithLogitsLoss, MSELoss, L1Loss) take
+The five that torch.nn has (CrossEntropyLoss, BCELoss, BCEWithLogitsLoss, MSELoss, L1Loss) subclass
+torch's (``isinstance(loss, torch.nn.MSELoss)`` holds, torch's attributes are there) and take
 torch's constructor arguments in torch's order, so ``CrossEntropyLoss(None, reduction="sum")``
 means the same in both; the options dlgpu's kernels do not implement (class ``weight``,
 ``pos_weight``, a non-default ``ignore_index``, ``label_smoothing``) must keep their defaults, and the
@@ -32,15 +33,11 @@ __all__ = [
 ]
 
 
-class _Loss(nn.Module):
-    """Base: holds and checks ``reduction``; subclasses set ``_fn`` (a dlgpu.functional loss)."""
+class _DlgpuLoss:
+    """Mixin: ``forward`` through ``_fn`` (a dlgpu.functional loss) with ``self.reduction``."""
 
     _fn = staticmethod(F.mse_loss)
-
-    def __init__(self, reduction: str = "mean") -> None:
-        super().__init__()
-        check_reduction(reduction)
-        self.reduction = reduction
+    reduction: str
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The loss: a scalar for 'mean' / 'sum'; per element (per row for K-class losses) for 'none'."""
@@ -48,6 +45,15 @@ class _Loss(nn.Module):
 
     def extra_repr(self) -> str:
         return "" if self.reduction == "mean" else f"reduction={self.reduction!r}"
+
+
+class _Loss(_DlgpuLoss, nn.Module):
+    """Base of the losses torch.nn lacks: holds and checks ``reduction``."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        check_reduction(reduction)
+        self.reduction = reduction
 
 
 def _torch_defaults(size_average: object = None, reduce: object = None, **unsupported: tuple[object, object]) -> None:
@@ -60,7 +66,7 @@ def _torch_defaults(size_average: object = None, reduce: object = None, **unsupp
             raise ValueError(f"{name} must be {default!r} (not supported by dlgpu's kernels), got {value!r}")
 
 
-class CrossEntropyLoss(_Loss):
+class CrossEntropyLoss(_DlgpuLoss, nn.CrossEntropyLoss):
     """-log softmax(input)[target] per row, torch.nn.CrossEntropyLoss with class-index targets.
 
     Shapes: input [N, K] logits, target [N] int64 in [0, K) -> scalar, or [N] for reduction='none'.
@@ -81,10 +87,11 @@ class CrossEntropyLoss(_Loss):
             size_average, reduce, weight=(weight, None), ignore_index=(ignore_index, -100),
             label_smoothing=(label_smoothing, 0.0),
         )  # fmt: skip
-        super().__init__(reduction)
+        check_reduction(reduction)
+        nn.CrossEntropyLoss.__init__(self, reduction=reduction)
 
 
-class BCELoss(_Loss):
+class BCELoss(_DlgpuLoss, nn.BCELoss):
     """-(t log y + (1 - t) log(1 - y)) on probabilities y, torch.nn.BCELoss (logs clamped at -100).
 
     Shapes: input (probabilities in [0, 1]) and target of the same shape -> scalar, or that shape.
@@ -100,10 +107,11 @@ class BCELoss(_Loss):
         reduction: str = "mean",
     ) -> None:
         _torch_defaults(size_average, reduce, weight=(weight, None))
-        super().__init__(reduction)
+        check_reduction(reduction)
+        nn.BCELoss.__init__(self, reduction=reduction)
 
 
-class BCEWithLogitsLoss(_Loss):
+class BCEWithLogitsLoss(_DlgpuLoss, nn.BCEWithLogitsLoss):
     """Binary cross-entropy on logits, torch.nn.BCEWithLogitsLoss (stable for large |x|).
 
     Shapes: input (logits) and target in [0, 1] of the same shape -> scalar, or that shape.
@@ -120,27 +128,30 @@ class BCEWithLogitsLoss(_Loss):
         pos_weight: Tensor | None = None,
     ) -> None:
         _torch_defaults(size_average, reduce, weight=(weight, None), pos_weight=(pos_weight, None))
-        super().__init__(reduction)
+        check_reduction(reduction)
+        nn.BCEWithLogitsLoss.__init__(self, reduction=reduction)
 
 
-class MSELoss(_Loss):
+class MSELoss(_DlgpuLoss, nn.MSELoss):
     """(y - t)^2, torch.nn.MSELoss. Shapes: input and target of the same shape -> scalar, or that shape."""
 
     _fn = staticmethod(F.mse_loss)
 
     def __init__(self, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean") -> None:
         _torch_defaults(size_average, reduce)
-        super().__init__(reduction)
+        check_reduction(reduction)
+        nn.MSELoss.__init__(self, reduction=reduction)
 
 
-class L1Loss(_Loss):
+class L1Loss(_DlgpuLoss, nn.L1Loss):
     """|y - t|, torch.nn.L1Loss. Shapes: input and target of the same shape -> scalar, or that shape."""
 
     _fn = staticmethod(F.l1_loss)
 
     def __init__(self, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean") -> None:
         _torch_defaults(size_average, reduce)
-        super().__init__(reduction)
+        check_reduction(reduction)
+        nn.L1Loss.__init__(self, reduction=reduction)
 
 
 class PseudoHuberLoss(_Loss):

@@ -202,6 +202,16 @@ class _RecurrentBase(nn.Module):
     def flatten_parameters(self) -> None:
         """No-op, for drop-in use (torch packs cuDNN weights here; the dlgpu ops take them as they are)."""
 
+    @property
+    def _all_weights(self) -> list[list[str]]:
+        """Parameter names per layer and direction, in torch.nn.RNNBase's order."""
+        return [list(names) for names in self._weight_names]
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """The parameters per layer and direction, as torch.nn.RNNBase.all_weights."""
+        return [[getattr(self, name) for name in names] for names in self._weight_names]
+
     def _weights(self, index: int) -> Weights:
         names = self._weight_names[index]
         get = lambda kind: getattr(self, names[0].replace("weight_ih", kind))  # noqa: E731

@@ -281,3 +281,18 @@ def test_regularizer_step(gen):
         Regularizer(m, clip_norm=-1.0)
     with pytest.raises(TypeError, match="module must be an nn.Module"):
         Regularizer([m])
+
+
+@pytest.mark.parametrize("name", ["CrossEntropyLoss", "BCELoss", "BCEWithLogitsLoss", "MSELoss", "L1Loss"])
+def test_the_torch_counterparts_are_torch_subclasses(name):
+    """Code that checks isinstance(loss_fn, nn.MSELoss) or reads torch's attributes keeps working."""
+    import dlgpu.nn.losses as L
+
+    ours = getattr(L, name)(reduction="sum")
+    assert isinstance(ours, getattr(nn, name)) and ours.reduction == "sum"
+    assert ours.state_dict().keys() == getattr(nn, name)(reduction="sum").state_dict().keys()
+    assert repr(ours) == f"{name}(reduction='sum')"
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        getattr(L, name)(reduction="avg")
+    if name == "CrossEntropyLoss":
+        assert ours.ignore_index == -100 and ours.label_smoothing == 0.0 and ours.weight is None

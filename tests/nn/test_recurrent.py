@@ -377,3 +377,13 @@ def test_bad_forward_arguments(gen):
         cell(torch.zeros(2, 5, dtype=torch.float64))
     with pytest.raises(ValueError, match="hx"):
         R.LSTMCell(3, 4).double()(x[0], torch.zeros(2, 4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+def test_all_weights_as_torch(mode):
+    ours = getattr(R, mode)(3, 4, num_layers=2, bidirectional=True)
+    theirs = getattr(torch.nn, mode)(3, 4, num_layers=2, bidirectional=True)
+    ours.load_state_dict(theirs.state_dict())
+    assert ours._all_weights == theirs._all_weights
+    for mine, ref in zip(ours.all_weights, theirs.all_weights):
+        assert len(mine) == len(ref) and all(torch.equal(a, b) for a, b in zip(mine, ref))
