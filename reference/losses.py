@@ -33,6 +33,7 @@ from ._validate import (
     check_ndim,
     check_nonempty,
     check_positive,
+    check_real,
     check_reduction,
     check_same_shape,
     check_shape,
@@ -101,7 +102,9 @@ def loss_backward(grad_output: Any, grad_input: np.ndarray, reduction: str) -> n
         grad_output: d(outer)/d(loss). For "mean"/"sum" a scalar (Python number or 0-d
             array). For "none" an array with the loss's shape: input's shape for the
             elementwise losses, [N] for the K-class losses (broadcast over the K classes).
-            A [N] grad_output with a 2-D grad_input is always taken as per-row.
+            A [N] grad_output with a 2-D grad_input is always taken as per-row. Integer or
+            floating-point values, cast to grad_input's dtype; anything else (None, a string,
+            a bool, an object array) is a TypeError naming grad_output.
         grad_input: the gradient a ``*_forward`` call returned with the same reduction.
         reduction: mean|sum|none, as in the forward.
     Returns:
@@ -111,6 +114,7 @@ def loss_backward(grad_output: Any, grad_input: np.ndarray, reduction: str) -> n
     check_float(grad_input, "grad_input")
     dtype = grad_input.dtype
     if reduction != "none":
+        check_real(grad_output, "grad_output", "a number or a 0-d array")  # None would become NaN
         g = np.asarray(grad_output)
         if g.ndim != 0:
             raise ValueError(
@@ -118,6 +122,7 @@ def loss_backward(grad_output: Any, grad_input: np.ndarray, reduction: str) -> n
             )
         return grad_input * g.astype(dtype)
     check_array(grad_output, "grad_output")
+    check_real(grad_output, "grad_output")  # an object array would fail in astype, unnamed
     g = grad_output.astype(dtype, copy=False)
     if g.shape == grad_input.shape:  # elementwise loss: one gradient per element
         return grad_input * g
@@ -210,8 +215,12 @@ def binary_cross_entropy_with_logits_forward(
 
     Evaluated as max(x, 0) - x t + log1p(exp(-|x|)): algebraically equal, and exp's
     argument is <= 0, so any finite x (|x| ~ 1e4 included) gives a finite loss.
+    An infinite logit takes the limit of the loss, which is linear in x there:
+    (1 - t) x at x = +inf (+inf for t < 1, 0 for t = 1) and -t x at x = -inf (+inf for
+    t > 0, 0 for t = 0), never inf - inf = NaN. NaN logits give NaN.
 
-        dL/dx = s(x) - t   (s computed without overflow, see sigmoid_forward)
+        dL/dx = s(x) - t   (s computed without overflow, see sigmoid_forward; 1 - t at
+                            x = +inf, -t at x = -inf)
 
     Args:
         input: logits x, any shape.
@@ -222,7 +231,12 @@ def binary_cross_entropy_with_logits_forward(
     """
     t = _check_elementwise(input, target, reduction)
     _check_unit_interval(target, "target")
-    loss = np.maximum(input, 0) - input * t + np.log1p(np.exp(-np.abs(input)))
+    inf = np.isinf(input)
+    x = np.where(inf, 0, input)  # the formula on finite logits only: no inf - inf, no warning
+    loss = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+    # the limits: (1 - t) x at +inf, -t x at -inf, with 0 x = 0 where that weight vanishes
+    weight = np.where(input > 0, 1 - t, t)
+    loss = np.where(inf, np.where(weight > 0, np.inf, 0), loss).astype(input.dtype, copy=False)
     grad = sigmoid_forward(input) - t
     return _reduce(loss, grad, reduction)
 
@@ -357,10 +371,19 @@ def pseudo_huber_loss_forward(
 ) -> tuple[np.ndarray, np.ndarray]:
     """L = delta^2 (sqrt(1 + ((y - t)/delta)^2) - 1);  dL/dy = (y - t) / sqrt(1 + ((y - t)/delta)^2).
 
-    Quadratic ((y - t)^2 / 2) near y = t, linear (delta |y - t|) far from it. The loss is
-    evaluated as delta^2 r^2 / (sqrt(1 + r^2) + 1), r = (y - t)/delta: algebraically equal,
-    and free of the cancellation sqrt(1 + r^2) - 1 suffers for small r.
+    Quadratic ((y - t)^2 / 2) near y = t, linear (delta |y - t|) far from it.
     Not torch's huber_loss (the piecewise Huber loss).
+
+    Evaluated without overflow, underflow or cancellation for any d = y - t and delta, with
+    a = |d| and the ratio u = min(a, delta) / max(a, delta) <= 1, s = sqrt(1 + u^2):
+
+        a <= delta (u = a/delta):   L = a (a / (1 + s)),       dL/dy = d / s
+        a >  delta (u = delta/a):   L = delta (a / (s + u)),   dL/dy = sign(d) delta / s
+
+    both algebraically equal to the formula above (L = delta^2 (h - 1), h = sqrt(1 + (a/delta)^2)
+    is s in the first case and s/u in the second); neither squares d/delta, which overflows
+    (d = 1e20, delta = 1: the textbook form gives NaN in float32) or underflows, nor subtracts
+    1 from h. So d = +-inf gives L = inf and dL/dy = +-delta; NaN gives NaN for both.
 
     Args:
         input: predictions y, any shape.
@@ -372,9 +395,14 @@ def pseudo_huber_loss_forward(
     """
     t = _check_elementwise(input, target, reduction)
     delta = check_positive(delta, "delta")
+    dl = input.dtype.type(delta)
     d = input - t
-    r2 = (d / delta) ** 2
-    root = np.sqrt(1 + r2)
-    loss = delta**2 * r2 / (root + 1)
-    grad = d / root
+    a = np.abs(d)
+    small = a <= dl  # False for NaN: the second branch, whose every term is NaN then
+    lo = np.where(small, a, dl)  # min(a, delta)
+    u = lo / np.where(small, dl, a)  # divides by max(a, delta) >= delta > 0: never 0/0 nor inf/inf
+    s = np.sqrt(1 + u * u)
+    loss = lo * (a / (s + np.where(small, 1, u)))
+    # d / s = sign(d) a / s in the first case; copysign keeps NaN, and the sign of d = -0
+    grad = np.copysign(lo / s, d)
     return _reduce(loss, grad, reduction)

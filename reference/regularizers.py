@@ -15,7 +15,11 @@ weight's gradient. The 1/2 in the L2 penalty makes its gradient exactly lam * W,
 differentiated through: they act on weights or gradients between steps, so each has a
 forward only, and every one returns new arrays (its input is left untouched).
 
-Every function computes in the dtype of its input; hyperparameters are cast to it.
+Every function computes in the dtype of its input; hyperparameters are cast to it. The one
+exception is the Euclidean norm (max-norm's row norms, clip_grad_norm's 2-norm): it is computed
+in float64 and scaled by the largest |w| before squaring (``_l2_norm``), because squaring in the
+input's dtype overflows (float32 rows like [1e20, 1e20]) or underflows ([1e-30, 1e-30]) where
+the norm itself is an ordinary number.
 """
 
 from __future__ import annotations
@@ -24,18 +28,36 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._validate import check_choice, check_float, check_nonnegative, check_positive
+from ._validate import check_choice, check_float, check_nonnegative, check_positive, check_real
 
 NORM_TYPES = (1.0, 2.0, float("inf"))
 CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_ adds it to the total norm before dividing
 
 
 def _check_grad_output(grad_output: float | np.ndarray) -> None:
-    """The penalties are scalars, so their upstream gradient is a scalar too."""
+    """The penalties are scalars, so their upstream gradient is a scalar too: a real number or a
+    0-d array (None, a string or an object array is a TypeError, not a silent NaN)."""
+    check_real(grad_output, "grad_output", "a number or a 0-d array")
     if np.ndim(grad_output) != 0:
         raise ValueError(
             f"grad_output must be a scalar (the penalty is a scalar), got shape {np.shape(grad_output)}"
         )
+
+
+def _l2_norm(x: np.ndarray, axis: tuple[int, ...] | None = None) -> np.ndarray:
+    """sqrt(sum x^2) over ``axis`` (all axes if None; kept as size-1 axes), in float64.
+
+    Scaled: m = max |x| over ``axis``, norm = m sqrt(sum (x/m)^2), so no square overflows or
+    underflows, whatever x's dtype (float64 included) -- the norm is exact to a few ulp wherever
+    it is representable in float64. A zero slice has norm 0, one holding inf has norm inf, one
+    holding NaN has norm NaN (as the unscaled formula).
+    """
+    a = np.abs(x).astype(np.float64)
+    m = np.max(a, axis=axis, keepdims=True, initial=0.0)
+    finite = (m > 0) & (m < np.inf)  # zero, inf and NaN slices need no scaling: their norm is m
+    safe = np.where(finite, m, 1.0)
+    r = a / safe  # in [0, 1]
+    return np.where(finite, safe * np.sqrt(np.sum(r * r, axis=axis, keepdims=True)), m)
 
 
 # ------------------------------------------------------------------------ L1 / L2
@@ -122,6 +144,12 @@ def max_norm_forward(weight: np.ndarray, max_norm: float) -> np.ndarray:
     keeping their direction. torch.renorm(w, 2, 0, c) is the same projection but divides
     by ||w_o|| + 1e-7; this one does not.
 
+    The norms are computed in float64, scaled so that no square overflows or underflows
+    (``_l2_norm``), and a moved row is w_o * (c / ||w_o||) evaluated in float64, rounded once
+    to weight's dtype: a float32 row [1e20, 1e20] is scaled to norm c (not zeroed by an
+    overflowed norm), and [1e-30, 1e-30] with c = 1e-31 is scaled too (its float32 squares
+    would underflow to a norm of 0).
+
     Args:
         weight: [O, ...], at least 2-D.
         max_norm: c > 0.
@@ -133,12 +161,16 @@ def max_norm_forward(weight: np.ndarray, max_norm: float) -> np.ndarray:
         raise ValueError(
             f"weight must be at least 2-D (neurons on axis 0: [O, I] or [O, C, KH, KW]), got shape {weight.shape}"
         )
-    c = weight.dtype.type(check_positive(max_norm, "max_norm"))
+    c = np.float64(weight.dtype.type(check_positive(max_norm, "max_norm")))  # rounded to the dtype
     axes = tuple(range(1, weight.ndim))
-    norm = np.sqrt(np.sum(weight * weight, axis=axes, keepdims=True))  # O,1,...
+    norm = _l2_norm(weight, axes)  # O,1,... float64
     over = norm > c  # O,1,...: only these rows move; the safe denominator avoids 0/0 for zero rows
-    scale = np.where(over, c / np.where(over, norm, 1), 1).astype(weight.dtype, copy=False)  # O,1,...
-    return weight * scale
+    scale = np.where(over, c / np.where(over, norm, 1), 1)  # O,1,... float64
+    moved = weight * scale
+    lost = ~(scale >= np.finfo(np.float64).tiny)  # c / norm underflowed: float64 rows 1e308 times c
+    if lost.any():
+        moved = np.where(lost, weight / np.where(lost, norm, 1) * c, moved)  # w / norm <= 1, then times c
+    return np.where(over, moved.astype(weight.dtype), weight)  # unmoved rows bit for bit
 
 
 # ---------------------------------------------------------------- gradient clipping
@@ -153,9 +185,17 @@ def clip_grad_norm_forward(
         scale = min(1, max_norm / (total + 1e-6))
         g_i  <- scale * g_i
 
-    Exactly torch.nn.utils.clip_grad_norm_: the 1e-6 keeps the division finite for
+    torch.nn.utils.clip_grad_norm_'s formula: the 1e-6 keeps the division finite for
     all-zero gradients and makes the clipped norm land just under max_norm. As in torch
     (error_if_nonfinite=False), a non-finite total norm is not an error: it propagates.
+
+    One deliberate difference: the 2-norm is computed in float64, scaled so that no square
+    overflows or underflows (``_l2_norm``), and only then rounded to the grads' dtype (the
+    scale follows in that dtype, as torch's). torch squares in the dtype, so its float32 total
+    for entries past ~1e19 is inf and every gradient is zeroed; here [1e20, 1e20] has total
+    1.41e20 and is scaled to norm max_norm. A total that does not fit the dtype (a float16
+    norm past 65504) is inf here too, and then scales everything to 0 as in torch. The 1- and
+    inf-norms are computed in the dtype, as torch's.
 
     Args:
         grads: non-empty list of arrays of any shapes, all of one floating dtype.
@@ -183,8 +223,8 @@ def clip_grad_norm_forward(
         norms = np.array([np.sum(np.abs(g)) for g in grads], dtype=dtype)  # m
         total = np.sum(norms)
     else:
-        norms = np.array([np.sqrt(np.sum(g * g)) for g in grads], dtype=dtype)  # m
-        total = np.sqrt(np.sum(norms * norms))
+        norms = np.array([_l2_norm(g).reshape(()) for g in grads])  # m, float64
+        total = _l2_norm(norms).reshape(())  # = the 2-norm of all entries together
     total = np.asarray(total, dtype=dtype)
     scale = np.minimum(dtype.type(1), c / (total + dtype.type(CLIP_EPS)))
     return [(g * scale).astype(dtype, copy=False) for g in grads], total

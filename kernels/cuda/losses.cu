@@ -67,8 +67,11 @@ elementwise_loss_kernel(const T* __restrict__ y, const TT* __restrict__ t, T* __
                 break;
             }
             case BCE_LOGITS: {
-                const float e1 = expf(-fabsf(x));  // in (0, 1]: finite for any logit
-                l = (x > 0.f ? x * (1.f - tv) : -x * tv) + log1pf(e1);
+                const float e1 = expf(-fabsf(x));  // in [0, 1]: finite for any logit
+                // max(x, 0) - x t as |x| (1 - t) or |x| t: a zero weight gives 0 even at x = +-inf
+                // (the limit), not inf * 0 = NaN
+                const float w = x > 0.f ? 1.f - tv : tv;
+                l = (w == 0.f ? 0.f : fabsf(x)) * w + log1pf(e1);
                 g = (x >= 0.f ? 1.f / (1.f + e1) : e1 / (1.f + e1)) - tv;
                 nbad += !unit(raw);
                 break;
@@ -85,10 +88,14 @@ elementwise_loss_kernel(const T* __restrict__ y, const TT* __restrict__ t, T* __
                 g = d > 0.f ? 1.f : (d < 0.f ? -1.f : d);  // sign, 0 at d = 0, NaN kept
                 break;
             }
-            default: {  // PSEUDO_HUBER
-                const float d = x - tv, q = d / delta, r2 = q * q, root = sqrtf(1.f + r2);
-                l = delta * delta * r2 / (root + 1.f);  // = delta^2 (root - 1) without the cancellation
-                g = d / root;
+            default: {  // PSEUDO_HUBER: the reference's overflow-free form, u = min(a, delta) / max(a, delta)
+                const float d = x - tv, a = fabsf(d);
+                const bool small = a <= delta;  // false for NaN: the second branch, NaN throughout
+                const float mn = small ? a : delta, u = mn / (small ? delta : a);  // divisor >= delta > 0
+                const float s = sqrtf(1.f + u * u);
+                l = mn * (a / (s + (small ? 1.f : u)));  // a (a / (1 + s)) or delta (a / (s + u))
+                const float gm = mn / s;  // |d| / s or delta / s, signed as d (d itself at 0 and NaN)
+                g = d > 0.f ? gm : (d < 0.f ? -gm : d);
             }
         }
         grad[i] = from_f32<T>(g * scale);

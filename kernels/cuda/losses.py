@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ...reference._validate import check_array, check_float, check_positive, check_reduction
+from ...reference._validate import check_array, check_float, check_positive, check_real, check_reduction
 from ...reference.losses import _check_classes, _check_elementwise, _check_signs, _check_unit_interval
 from ._common import CTYPES, FLOAT_DTYPES, Call, Module, cdiv, dtype_name, f32, i32, i64, is_device_array, ptr
 
@@ -170,11 +170,13 @@ def loss_backward(grad_output: Any, grad_input: Any, reduction: str) -> Any:
     check_float(grad_input, "grad_input")
     g = grad_output
     if reduction != "none":
+        check_real(g, "grad_output", "a number or a 0-d array")
         shape = tuple(g.shape) if hasattr(g, "shape") else np.shape(g)
         if len(shape) != 0:
             raise ValueError(f"grad_output must be a scalar (0-d) for reduction={reduction!r}, got shape {shape}")
     else:
         check_array(g, "grad_output")
+        check_real(g, "grad_output")
     device_g = is_device_array(g)
     call = Call(grad_input=grad_input, grad_output=g if device_g else None)
     gin = call.prepare(grad_input, "grad_input")

@@ -3,8 +3,10 @@ dlgpu.reference.regularizers.
 
 Inputs: cupy arrays or torch CUDA tensors (float32, float16, bfloat16 on torch); results are new
 arrays of the same kind (inputs untouched). Reductions are fixed-order two-stage sums (bitwise
-reproducible). Hyperparameters are rounded to the storage dtype as the reference casts them; a
-``grad_output`` given as a device 0-d array is read to the host (one sync).
+reproducible) accumulated in fp64, so the squares of a Euclidean norm (max-norm's rows,
+clip_grad_norm's 2-norm) neither overflow nor underflow (see regularizers.cu). Hyperparameters are
+rounded to the storage dtype as the reference casts them; a ``grad_output`` given as a device 0-d
+array is read to the host (one sync).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def _penalty(weight: Any, kind: int, coef_of: Any) -> Any:
     dt = dtype_name(w.dtype)
     n = math.prod(w.shape)
     blocks = _blocks(n)
-    part = call.empty((blocks,), "float32")
+    part = call.empty((blocks,), "float64")
     ct = CTYPES[dt]
     call.launch(MODULE, f"norm_partial_kernel<{ct}>", (blocks,), (RED_THREADS,), (ptr(w), ptr(part), i64(n), i32(kind)))
     out = call.empty((), dt)
@@ -155,11 +157,11 @@ def clip_grad_norm_forward(grads: Sequence[Any], max_norm: float, norm_type: flo
     kind = {2.0: RED_SQUARE, 1.0: RED_ABS}.get(float(norm_type), RED_MAXABS)
     sizes = [math.prod(g.shape) for g in gs]
     blocks = [_blocks(n) for n in sizes]
-    part = call.empty((sum(blocks),), "float32")
+    part = call.empty((sum(blocks),), "float64")
     offset = 0
     for g, n, b in zip(gs, sizes, blocks):
         # each grad's partials land in its own slice of one buffer (pointer arithmetic on the address)
-        args = (ptr(g), ptr(part) + np.uint64(4 * offset), i64(n), i32(kind))
+        args = (ptr(g), ptr(part) + np.uint64(8 * offset), i64(n), i32(kind))
         call.launch(MODULE, f"norm_partial_kernel<{ct}>", (b,), (RED_THREADS,), args)
         offset += b
     total = call.empty((), dt)

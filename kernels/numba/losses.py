@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from ...reference._validate import check_array, check_float, check_positive, check_reduction
+from ...reference._validate import check_array, check_float, check_positive, check_real, check_reduction
 from ...reference.losses import _check_classes, _check_elementwise, _check_signs, _check_unit_interval
 from ._common import JIT, PJIT, prepare
 from ._math import _exp, _log, _log1p, _log1p_unit
@@ -158,9 +158,11 @@ def _binary_cross_entropy_with_logits_fwd_kernel(y, t, loss, grad, scale, write_
         bad = 0
         for j in range(hi - lo):
             x, tj = yc[j], tc[j]
-            e = _exp(-abs(x))  # in (0, 1]: finite for any x, shared by loss and sigmoid
-            # max(x, 0) - x t as x (1 - t) or -x t: two non-negative terms, no cancellation in float32
-            lb[j] = (x * (one - tj) if x > zero else -x * tj) + _log1p_unit(e)
+            e = _exp(-abs(x))  # in [0, 1]: finite for any x, shared by loss and sigmoid
+            # max(x, 0) - x t as |x| (1 - t) or |x| t: non-negative, no cancellation in float32; a zero
+            # weight gives 0 even at x = +-inf (the limit), not inf * 0 = NaN
+            w = one - tj if x > zero else tj
+            lb[j] = (zero if w == zero else abs(x)) * w + _log1p_unit(e)
             s = one / (one + e) if x >= zero else e / (one + e)
             gc[j] = (s - tj) * scale
             bad += not (tj >= zero and tj <= one)
@@ -208,9 +210,10 @@ def _l1_loss_fwd_kernel(y, t, loss, grad, scale, write_loss):
 
 
 @njit(**PJIT)
-def _pseudo_huber_loss_fwd_kernel(y, t, loss, grad, scale, write_loss, delta, delta2):
+def _pseudo_huber_loss_fwd_kernel(y, t, loss, grad, scale, write_loss, delta):
+    # the reference's overflow-free form: u = min(a, delta) / max(a, delta) <= 1, a = |d|, never (d/delta)^2
     n = y.size
-    one = y.dtype.type(1.0)
+    zero, one = y.dtype.type(0.0), y.dtype.type(1.0)
     nch = (n + _CHUNK - 1) // _CHUNK
     part = np.zeros(nch)
     for c in prange(nch):
@@ -219,11 +222,14 @@ def _pseudo_huber_loss_fwd_kernel(y, t, loss, grad, scale, write_loss, delta, de
         yc, tc, gc = y[lo:hi], t[lo:hi], grad[lo:hi]  # 0-based chunk views: the loop vectorizes
         for j in range(hi - lo):
             d = yc[j] - tc[j]
-            q = d / delta
-            r2 = q * q
-            root = np.sqrt(one + r2)
-            lb[j] = delta2 * r2 / (root + one)  # = delta^2 (root - 1) without its cancellation
-            gc[j] = d / root * scale
+            a = abs(d)
+            small = a <= delta  # False for NaN: the second branch, NaN throughout
+            mn = a if small else delta
+            u = mn / (delta if small else a)  # the divisor is >= delta > 0
+            s = np.sqrt(one + u * u)
+            lb[j] = mn * (a / (s + (one if small else u)))  # a (a / (1 + s)) or delta (a / (s + u))
+            g = mn / s  # |d| / s or delta / s, signed as d (d itself at 0 and NaN)
+            gc[j] = (g if d > zero else (-g if d < zero else d)) * scale
         if not write_loss:
             part[c] = _sum64(lb)
     return part.sum(), 0
@@ -363,12 +369,14 @@ def loss_backward(grad_output: Any, grad_input: np.ndarray, reduction: str) -> n
     dt = gin.dtype
     out = np.empty(gin.shape, dt)
     if reduction != "none":
+        check_real(grad_output, "grad_output", "a number or a 0-d array")  # None would become NaN
         g = np.asarray(grad_output)
         if g.ndim != 0:
             raise ValueError(f"grad_output must be a scalar (0-d) for reduction={reduction!r}, got shape {g.shape}")
         _loss_bwd_scalar_kernel(gin.reshape(-1), dt.type(g), out.reshape(-1))
         return out
     check_array(grad_output, "grad_output")
+    check_real(grad_output, "grad_output")
     g = np.ascontiguousarray(np.asarray(grad_output), dtype=dt)
     if g.shape == gin.shape:  # elementwise loss: one gradient per element
         _loss_bwd_elementwise_kernel(gin.reshape(-1), g.reshape(-1), out.reshape(-1))
@@ -462,4 +470,4 @@ def pseudo_huber_loss_forward(
     _check_elementwise(y, t, reduction)  # the reference checks the arguments before delta
     d = check_positive(delta, "delta")
     dt = np.dtype(y.dtype).type
-    return _elementwise(_pseudo_huber_loss_fwd_kernel, y, t, reduction, hyper=(dt(d), dt(d * d)))
+    return _elementwise(_pseudo_huber_loss_fwd_kernel, y, t, reduction, hyper=(dt(d),))

@@ -5,6 +5,11 @@ reductions (float64 partial sums, so float32 weights lose nothing to a long floa
 sum), the gradients and projections are elementwise passes writing a new array.
 Validation is the reference's (its checks and messages); hyperparameters are cast to
 the input's dtype as there.
+
+Euclidean norms (max-norm's rows, clip_grad_norm's 2-norm) square in float64, so a float32
+input can neither overflow nor underflow them; a float64 input whose float64 sum of squares
+did (not finite, or under 1e-290) is summed again scaled by its largest |w| (``_norm2``), as the
+reference always does.
 """
 
 from __future__ import annotations
@@ -41,9 +46,51 @@ def _sum_abs(x):
 def _sum_sq(x):
     s = 0.0
     for j in range(x.size):
-        a = float(x[j])
+        a = np.float64(x[j])  # squared in float64: float(x) of a float32 stays float32 in numba
         s += a * a
     return s
+
+
+# Under this a float64 sum of squares may have lost squares to underflow (each below 2.2e-308):
+# so little next to 1e-290 that any larger sum is exact to rounding.
+_SQ_TINY = 1e-290
+_F64_TINY = float(np.finfo(np.float64).tiny)  # the smallest normal float64
+
+
+@njit(**_SUM_JIT)
+def _sum_sq_scaled(x, m):
+    """sum (x/m)^2 in float64, for m = max |x| > 0: every term in [0, 1]."""
+    s = 0.0
+    for j in range(x.size):
+        a = np.float64(x[j]) / m
+        s += a * a
+    return s
+
+
+@njit(**JIT)
+def _max_abs64(x):
+    """max |x| in float64 (0 for an empty x); NaN if x holds one."""
+    m = 0.0
+    for j in range(x.size):
+        a = abs(np.float64(x[j]))
+        if a > m or a != a:
+            m = a
+            if a != a:
+                break
+    return m
+
+
+@njit(**JIT)
+def _norm2(x):
+    """sqrt(sum x^2) of a flat array in float64, free of overflow and underflow: the plain float64
+    sum (always safe for float32 x) unless it left [1e-290, inf), then the sum scaled by max |x|."""
+    s = _sum_sq(x)
+    if s >= _SQ_TINY and s < np.inf:
+        return np.sqrt(s)
+    m = _max_abs64(x)
+    if not (m > 0.0 and m < np.inf):  # zero (norm 0), inf (inf), NaN (NaN): no scaling needed
+        return m
+    return m * np.sqrt(_sum_sq_scaled(x, m))
 
 
 @njit(**PJIT)
@@ -55,6 +102,17 @@ def _sum_abs_pow_kernel(x, square):
     for c in prange(nch):
         xc = x[c * _CHUNK : min(n, (c + 1) * _CHUNK)]
         part[c] = _sum_sq(xc) if square else _sum_abs(xc)
+    return part.sum()
+
+
+@njit(**PJIT)
+def _sum_sq_scaled_kernel(x, m):
+    """sum (x/m)^2 of a flat array in float64 (the scaled fallback of a 2-norm)."""
+    n = x.size
+    nch = (n + _CHUNK - 1) // _CHUNK
+    part = np.zeros(nch)
+    for c in prange(nch):
+        part[c] = _sum_sq_scaled(x[c * _CHUNK : min(n, (c + 1) * _CHUNK)], m)
     return part.sum()
 
 
@@ -96,14 +154,19 @@ def _l1_penalty_bwd_kernel(w, coef, out):
 
 @njit(**PJIT)
 def _max_norm_fwd_kernel(w, c, out):
-    # w, out [O, F]: one neuron per row
+    # w, out [O, F]: one neuron per row; c float64 (max_norm rounded to w's dtype); the norm, the
+    # scale and each product are float64, the product rounded once to w's dtype (as the reference)
     o, f = w.shape
     for i in prange(o):
-        norm = w.dtype.type(np.sqrt(_sum_sq(w[i])))
+        norm = _norm2(w[i])
         if norm > c:
             s = c / norm
-            for j in range(f):
-                out[i, j] = w[i, j] * s
+            if s >= _F64_TINY:
+                for j in range(f):
+                    out[i, j] = np.float64(w[i, j]) * s
+            else:  # c / norm underflowed (float64 rows 1e308 times c): w / norm <= 1, then times c
+                for j in range(f):
+                    out[i, j] = np.float64(w[i, j]) / norm * c
         else:  # unchanged bit for bit
             for j in range(f):
                 out[i, j] = w[i, j]
@@ -179,7 +242,7 @@ def max_norm_forward(weight: np.ndarray, max_norm: float) -> np.ndarray:
     out = np.empty(w.shape, w.dtype)
     rows = (w.shape[0], int(np.prod(w.shape[1:])))  # O,F (explicit: -1 is ambiguous for an empty weight)
     w2, out2 = w.reshape(rows), out.reshape(rows)
-    _max_norm_fwd_kernel(w2, w.dtype.type(c), out2)
+    _max_norm_fwd_kernel(w2, np.float64(w.dtype.type(c)), out2)
     return out
 
 
@@ -208,7 +271,13 @@ def clip_grad_norm_forward(
     elif norm_type == 1.0:
         total = np.sum([_sum_abs_pow_kernel(g, False) for g in flat])
     else:
-        total = np.sqrt(np.sum([_sum_abs_pow_kernel(g, True) for g in flat]))  # = sqrt(sum ||g_i||^2)
+        sq = np.sum([_sum_abs_pow_kernel(g, True) for g in flat])  # sum ||g_i||^2 in float64
+        total = np.sqrt(sq)
+        # float64 squares of float32 values can neither overflow nor underflow; those of float64 ones can
+        if dtype == np.float64 and not (_SQ_TINY <= sq < np.inf):
+            m = float(np.max([np.max(_max_abs_kernel(g), initial=0.0) for g in flat]))  # NaN wins
+            if 0.0 < m < np.inf:  # else the norm is 0, inf or NaN as it stands
+                total = m * np.sqrt(np.sum([_sum_sq_scaled_kernel(g, m) for g in flat]))
     total = np.asarray(total, dtype=dtype)
     scale = dtype.type(np.minimum(dtype.type(1), dtype.type(c) / (total + dtype.type(CLIP_EPS))))
     out = []

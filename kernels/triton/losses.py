@@ -32,7 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ...reference._validate import check_array, check_float, check_positive, check_reduction
+from ...reference._validate import check_array, check_float, check_positive, check_real, check_reduction
 from ...reference.losses import _check_classes, _check_elementwise, _check_signs, _check_unit_interval
 from ._common import autotune_configs, cdiv, has_data, next_pow2, prepare, wrap_triton
 
@@ -130,7 +130,7 @@ def _elementwise_loss_fwd_kernel(
     bad_ptr,  # [1] int32 count of invalid values (CHECK) -- else unused
     n,  # elements
     scale,  # 1/n for "mean", else 1: the reduction folded into the gradient
-    delta, delta2,  # pseudo-Huber's delta and delta^2 (float32), unused by the other losses
+    delta,  # pseudo-Huber's delta (float32), unused by the other losses
     LOSS: tl.constexpr,  # which loss: HINGE ... PSEUDO_HUBER
     WRITE_LOSS: tl.constexpr,  # reduction "none": store per-element losses instead of a partial sum
     CHECK: tl.constexpr,  # count invalid targets (and, for BCE, inputs)
@@ -158,9 +158,11 @@ def _elementwise_loss_fwd_kernel(
         grad = (y - t) / tl.maximum(y * (1.0 - y), 1e-12)
         bad = ~((y >= 0.0) & (y <= 1.0) & (t_raw >= 0.0) & (t_raw <= 1.0))  # NaN is bad too
     elif LOSS == BCE_LOGITS:
-        e = tl.exp(-tl.abs(y))  # in (0, 1]: finite for any logit, shared by loss and sigmoid
-        # max(x, 0) - x t as x (1 - t) or -x t: two non-negative terms, no cancellation
-        loss = tl.where(y > 0.0, y * (1.0 - t), -y * t) + _log1p(e)
+        e = tl.exp(-tl.abs(y))  # in [0, 1]: finite for any logit, shared by loss and sigmoid
+        # max(x, 0) - x t as |x| (1 - t) or |x| t: non-negative, no cancellation; a zero weight gives 0
+        # even at x = +-inf (the limit), not inf * 0 = NaN
+        w = tl.where(y > 0.0, 1.0 - t, t)
+        loss = tl.where(w == 0.0, 0.0, tl.abs(y)) * w + _log1p(e)
         grad = tl.where(y >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e)) - t
         bad = ~((t_raw >= 0.0) & (t_raw <= 1.0))
     elif LOSS == MSE:
@@ -171,13 +173,16 @@ def _elementwise_loss_fwd_kernel(
         d = y - t
         loss = tl.abs(d)
         grad = tl.where(d > 0.0, 1.0, tl.where(d < 0.0, -1.0, d))  # sign: 0 at d = 0, NaN kept
-    else:  # PSEUDO_HUBER
+    else:  # PSEUDO_HUBER: the reference's overflow-free form, u = min(a, delta) / max(a, delta) <= 1
         d = y - t
-        q = d / delta
-        r2 = q * q
-        root = tl.sqrt(1.0 + r2)
-        loss = delta2 * r2 / (root + 1.0)  # = delta^2 (root - 1) without its cancellation
-        grad = d / root
+        a = tl.abs(d)
+        small = a <= delta  # False for NaN: the second branch, NaN throughout
+        mn = tl.where(small, a, delta)
+        u = mn / tl.where(small, delta, a)  # the divisor is >= delta > 0
+        s = tl.sqrt(1.0 + u * u)
+        loss = mn * (a / (s + tl.where(small, 1.0, u)))  # a (a / (1 + s)) or delta (a / (s + u))
+        g = mn / s  # |d| / s or delta / s, signed as d (d itself at 0 and NaN)
+        grad = tl.where(d > 0.0, g, tl.where(d < 0.0, -g, d))
     tl.store(grad_ptr + offs, (grad * scale).to(grad_ptr.dtype.element_ty), mask=m)
     if WRITE_LOSS:
         tl.store(loss_ptr + offs, loss.to(loss_ptr.dtype.element_ty), mask=m)
@@ -335,6 +340,7 @@ def loss_backward(grad_output: Any, grad_input: torch.Tensor, reduction: str) ->
     dt = gin.dtype
     out = torch.empty_like(gin)
     if reduction != "none":
+        check_real(grad_output, "grad_output", "a number or a 0-d array")
         g = grad_output if isinstance(grad_output, torch.Tensor) else torch.as_tensor(np.asarray(grad_output))
         if g.ndim != 0:
             raise ValueError(
@@ -397,7 +403,7 @@ def _elementwise(which: tl.constexpr, input: Any, target: Any, reduction: str, d
     check = loss in _CHECKED
     bad = torch.zeros(1, dtype=torch.int32, device=y.device) if check else out
     wrap_triton(_elementwise_loss_fwd_kernel)[(programs,)](
-        y, t, out, grad, out, bad, n, 1.0 / n if reduction == "mean" else 1.0, delta, delta * delta,
+        y, t, out, grad, out, bad, n, 1.0 / n if reduction == "mean" else 1.0, delta,
         LOSS=loss, WRITE_LOSS=none, CHECK=check, BLOCK=block, num_warps=_EW_WARPS,
     )  # fmt: skip
     # one host sync; the reference's check raises its own message (a traced graph has no data to check)

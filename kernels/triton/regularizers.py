@@ -10,6 +10,13 @@ projections are elementwise passes writing a new tensor.
 Validation is the reference's (its checks and messages); hyperparameters are cast to the input's
 dtype as there, and the scalar tail of each formula (norm, scale) is rounded to that dtype step by
 step, so that e.g. a float16 total norm that overflows clips to zero as the reference does.
+
+Sums of squares (the L2 penalty, clip_grad_norm's 2-norm, max-norm's row norms) accumulate in
+fp64: the squares of fp32/fp16/bf16 values can neither overflow nor underflow there, so a float32
+row [1e20, 1e20] has norm 1.41e20 (not inf) and [1e-30, 1e-30] has 1.41e-30 (not 0), as the
+reference's scaled float64 norm. The reductions are HBM-bound and an H100 runs fp64 at half the
+fp32 rate, so the fp64 adds should not show (not yet timed on a GPU); on a consumer GPU (fp64 at
+1/64) they may.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ...reference._validate import check_choice, check_float, check_nonnegative, check_positive
+from ...reference._validate import check_choice, check_float, check_nonnegative, check_positive, check_real
 from ...reference.regularizers import CLIP_EPS, NORM_TYPES
 from ._common import autotune_configs, cdiv, next_pow2, prepare, wrap_triton
 
@@ -46,7 +53,8 @@ _FINISH_BLOCK = 1024  # partials per step of the fold
 
 def _check_grad_output(grad_output) -> None:
     """The penalties are scalars, so their upstream gradient is a scalar too (the reference's check,
-    without its np.shape, which cannot read a CUDA tensor)."""
+    without its np.shape, which cannot read a CUDA tensor): a real number or a 0-d array/tensor."""
+    check_real(grad_output, "grad_output", "a number or a 0-d array")
     if np.ndim(grad_output) != 0:
         shape = tuple(grad_output.shape) if hasattr(grad_output, "shape") else np.shape(grad_output)
         raise ValueError(f"grad_output must be a scalar (the penalty is a scalar), got shape {shape}")
@@ -60,7 +68,7 @@ def _check_grad_output(grad_output) -> None:
 @triton.jit
 def _reduce_partial_kernel(
     x_ptr,  # [N] input, contiguous
-    part_ptr,  # [num_programs] fp32 partials: this program's sum |x|, sum x^2 or max |x|
+    part_ptr,  # [num_programs] partials: this program's sum |x|, sum x^2 or max |x| (fp64 for SUM_SQ, else fp32)
     N,  # number of elements
     ITERS,  # grid-stride steps per program: cdiv(cdiv(N, BLOCK), num_programs)
     MODE: tl.constexpr,  # SUM_ABS, SUM_SQ or MAX_ABS
@@ -68,11 +76,12 @@ def _reduce_partial_kernel(
 ):
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
-    acc = tl.zeros((BLOCK,), tl.float32)
+    ACC: tl.constexpr = part_ptr.dtype.element_ty  # the accumulator's type is the partials'
+    acc = tl.zeros((BLOCK,), ACC)
     nan = tl.zeros((BLOCK,), tl.int32)
     for it in range(0, ITERS):
         offs = (it * nprog + pid).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-        v = tl.abs(tl.load(x_ptr + offs, mask=offs < N, other=0.0).to(tl.float32))
+        v = tl.abs(tl.load(x_ptr + offs, mask=offs < N, other=0.0).to(ACC))
         if MODE == SUM_ABS:
             acc += v
         elif MODE == SUM_SQ:
@@ -95,7 +104,7 @@ def _round(v, DT: tl.constexpr):
 
 @triton.jit
 def _reduce_finish_kernel(
-    part_ptr,  # [P] fp32 partials
+    part_ptr,  # [P] partials (fp64 for SUM_SQ, else fp32)
     out_ptr,  # [1] result in the input's dtype: coef * (sum, sqrt(sum) or max)
     scale_ptr,  # [1] fp32: clip_grad_norm's min(1, max_norm / (total + eps)) (when CLIP)
     P,  # number of partials
@@ -108,7 +117,7 @@ def _reduce_finish_kernel(
     BLOCK_P: tl.constexpr,  # partials per step
 ):
     offs = tl.arange(0, BLOCK_P)
-    acc = tl.zeros((BLOCK_P,), tl.float32)
+    acc = tl.zeros((BLOCK_P,), part_ptr.dtype.element_ty)
     nan = tl.zeros((BLOCK_P,), tl.int32)
     for p0 in range(0, P, BLOCK_P):
         v = tl.load(part_ptr + p0 + offs, mask=p0 + offs < P, other=0.0)
@@ -123,8 +132,8 @@ def _reduce_finish_kernel(
         r = tl.sum(acc, axis=0)
     DT: tl.constexpr = out_ptr.dtype.element_ty
     if SQRT:
-        r = tl.sqrt_rn(r)
-    r = _round(coef * _round(r, DT), DT)
+        r = tl.sqrt(r)  # fp64 (SQRT comes with SUM_SQ): IEEE-rounded sqrt.rn.f64; inf only below, in DT
+    r = _round(coef * _round(r.to(tl.float32), DT), DT)
     tl.store(out_ptr, r.to(DT))
     if CLIP:
         q = _round(max_norm / _round(r + eps, DT), DT)
@@ -136,8 +145,13 @@ def _programs(n: int) -> int:
     return min(cdiv(n, _RED_BLOCK), _RED_PROGRAMS)
 
 
+def _part_dtype(mode: int) -> torch.dtype:
+    """The partials' (and accumulators') dtype: fp64 for sums of squares, which overflow fp32 for |x| > 1.8e19."""
+    return torch.float64 if mode == SUM_SQ.value else torch.float32
+
+
 def _reduce(x: torch.Tensor, mode: int, part: torch.Tensor) -> None:
-    """The _programs(x.numel()) partials of ``x`` (flat, contiguous) into ``part`` (fp32)."""
+    """The _programs(x.numel()) partials of ``x`` (flat, contiguous) into ``part`` (``_part_dtype(mode)``)."""
     n, progs = x.numel(), part.numel()
     if progs:
         iters = cdiv(cdiv(n, _RED_BLOCK), progs)
@@ -201,21 +215,23 @@ def _max_norm_kernel(
 ):
     # Napkin math: reads each row twice (the second time mostly from L2) and writes it once:
     # ~8-12 B/elem fp32, HBM-bound; one program per neuron, so O >= ~500 rows fill an H100.
+    # The norm, the scale and each moved product are fp64, as the reference's (its norm is float64):
+    # fp32 squares overflow past |w| = 1.8e19 and underflow below 1e-19 (a zeroed or untouched row).
     row = tl.program_id(0).to(tl.int64) * F
     DT: tl.constexpr = out_ptr.dtype.element_ty
-    acc = tl.zeros((BLOCK,), tl.float32)
+    acc = tl.zeros((BLOCK,), tl.float64)
     for f0 in range(0, F, BLOCK):
         offs = f0 + tl.arange(0, BLOCK)
-        v = tl.load(w_ptr + row + offs, mask=offs < F, other=0.0).to(tl.float32)
+        v = tl.load(w_ptr + row + offs, mask=offs < F, other=0.0).to(tl.float64)
         acc += v * v
-    norm = _round(tl.sqrt_rn(tl.sum(acc, axis=0)), DT)
+    norm = tl.sqrt(tl.sum(acc, axis=0))  # fp64: IEEE-rounded (PTX has no approximate fp64 sqrt)
     over = norm > c
-    scale = tl.where(over, _round(c / tl.where(over, norm, 1.0), DT), 1.0)
+    scale = tl.where(over, c / tl.where(over, norm, 1.0), 1.0)  # fp64
     for f0 in range(0, F, BLOCK):
         offs = f0 + tl.arange(0, BLOCK)
-        v = tl.load(w_ptr + row + offs, mask=offs < F, other=0.0).to(tl.float32)
-        y = tl.where(over, v * scale, v)  # rows within the bound: unchanged bit for bit
-        tl.store(out_ptr + row + offs, y.to(DT), mask=offs < F)
+        v = tl.load(w_ptr + row + offs, mask=offs < F, other=0.0)
+        y = tl.where(over, (v.to(tl.float64) * scale).to(tl.float32).to(DT), v)  # rows within the bound: bit for bit
+        tl.store(out_ptr + row + offs, y, mask=offs < F)
 
 
 def _ew(x: torch.Tensor, op, coef: float = 1.0, c: float = 0.0, coef_ptr: torch.Tensor | None = None):
@@ -239,7 +255,7 @@ def _cast(value: float, dtype: torch.dtype) -> float:
 
 def _penalty_forward(weight, lam: float, mode: int) -> torch.Tensor:
     w = prepare(weight, "weight")
-    part = torch.empty(max(1, _programs(w.numel())), dtype=torch.float32, device=w.device)  # empty w: one 0
+    part = torch.empty(max(1, _programs(w.numel())), dtype=_part_dtype(mode), device=w.device)  # empty w: one 0
     out = torch.empty((), dtype=w.dtype, device=w.device)
     _reduce(w.reshape(-1), mode, part)
     lam_d = _cast(lam, w.dtype)
@@ -334,7 +350,7 @@ def clip_grad_norm_forward(
     dtype, device = gs[0].dtype, gs[0].device
     mode = _MODES[float(norm_type)]
     progs = [_programs(g.numel()) for g in gs]  # one slice of partials per gradient
-    part = torch.empty(max(1, sum(progs)), dtype=torch.float32, device=device)
+    part = torch.empty(max(1, sum(progs)), dtype=_part_dtype(mode), device=device)
     if sum(progs) == 0:
         part.zero_()
     for g, chunk in zip(gs, torch.split(part[: sum(progs)], progs)):

@@ -178,6 +178,97 @@ def test_bad_input_raises_like_reference(gen):
         lambda m: m.loss_backward(randn((4, 1, 3), gen), logits, "none"),
         lambda m: m.loss_backward(1.0, logits, "avg"),
         lambda m: m.loss_backward(1.0, c, "sum"),
+        # grad_output that is not a number: a TypeError naming it, never all-NaN gradients
+        lambda m: m.loss_backward(None, logits, "mean"),
+        lambda m: m.loss_backward("1.0", logits, "sum"),
+        lambda m: m.loss_backward(True, logits, "sum"),
+        lambda m: m.loss_backward(np.array(None), logits, "mean"),
+        lambda m: m.loss_backward(None, logits, "none"),
+        lambda m: m.loss_backward(np.full((4, 3), None), logits, "none"),
+        lambda m: m.loss_backward(np.full((4,), "a"), logits, "none"),
     ]
     for case in cases:
         _raises_like_reference(case)
+
+
+def test_loss_backward_grad_output_kinds(gen):
+    grad = randn((4, 3), gen, dtype=np.float32)
+    with pytest.raises(TypeError, match="grad_output must be a number or a 0-d array, got NoneType"):
+        K.loss_backward(None, grad, "mean")
+    with pytest.raises(TypeError, match="grad_output must have an integer or floating-point dtype, got object"):
+        K.loss_backward(np.full((4, 3), None), grad, "none")
+    # legal: Python and numpy numbers, 0-d arrays and tensors (integer or float); arrays for "none"
+    for ok in (2, 2.0, np.float32(2.0), np.int64(2), np.asarray(2.0), np.asarray(2), torch.tensor(2.0)):
+        for reduction in ("mean", "sum"):
+            np.testing.assert_array_equal(K.loss_backward(ok, grad, reduction), 2 * grad)
+    for ok in (np.full((4,), 2), torch.full((4, 3), 2.0), np.full((4, 3), 2.0)):
+        np.testing.assert_array_equal(K.loss_backward(ok, grad, "none"), 2 * grad)
+
+
+# ---------------------------------------------------------------- extreme values
+
+
+def _assert_elementwise(got, want, dtype, name, ulps=8):
+    """Every element within ``ulps`` ulp of ``want`` (float64) rounded to ``dtype``, or a few subnormals
+    of it; inf and NaN exactly where the rounded ``want`` has them."""
+    got = np.asarray(got, dtype=np.float64)
+    with np.errstate(over="ignore"):  # overflow -> inf, as the kernel's
+        want = np.asarray(want, dtype=np.float64).astype(dtype).astype(np.float64)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{name}: NaN positions")
+    inf = np.isinf(want)
+    np.testing.assert_array_equal(got[inf], want[inf], err_msg=f"{name}: inf")
+    fin = ~np.isnan(want) & ~inf
+    fi = np.finfo(dtype)
+    allowed = ulps * float(fi.eps) * np.abs(want[fin]) + 4 * float(fi.smallest_subnormal)
+    bad = ~(np.abs(got[fin] - want[fin]) <= allowed)
+    assert not bad.any(), f"{name}: got {got[fin][bad][:5]}, want {want[fin][bad][:5]}"
+
+
+HUBER_D = (1e20, -1e20, 3e38, -3e38, 1.0, -1.0, 0.5, -7.25, 1e-20, -1e-20, 1e-38, 1e-44, 0.0, np.nan, np.inf, -np.inf)
+HUBER_DELTA = (1.0, 1e-20, 1e30, 0.7, 1e-30, 1e20, 3e38)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pseudo_huber_extreme_values(dtype):
+    # the float64 reference (checked against exact decimal arithmetic in tests/reference) on the same
+    # values, rounded to dtype: (d/delta)^2 over- or underflows in most pairs, as does float64's at 1e300
+    d = np.array(HUBER_D + ((1e300, -1e-300) if dtype == np.float64 else ()), dtype=dtype)
+    for delta in HUBER_DELTA + ((1e-300, 1e300) if dtype == np.float64 else ()):
+        delta_d = float(dtype(delta))  # what the kernel computes with
+        with np.errstate(over="ignore"):  # the float64 reference's own overflow at 1e300 x 1e300 (inf)
+            want_loss, want_grad = R.pseudo_huber_loss_forward(f64(d), np.zeros(d.size), "none", delta=delta_d)
+        loss, grad = K.pseudo_huber_loss_forward(d, np.zeros_like(d), "none", delta=delta_d)
+        _assert_elementwise(loss, want_loss, dtype, f"loss delta={delta}")
+        _assert_elementwise(grad, want_grad, dtype, f"grad delta={delta}")
+        assert grad[14] == dtype(delta_d) and grad[15] == -dtype(delta_d)  # d = +-inf: the slope +-delta
+        fin = d[np.isfinite(d)]
+        with np.errstate(over="ignore"):  # a float32 sum past 3.4e38 is inf: both warn in the cast
+            want_sum = R.pseudo_huber_loss_forward(f64(fin), np.zeros(fin.size), "sum", delta=delta_d)[0]
+            got_sum = K.pseudo_huber_loss_forward(fin, np.zeros_like(fin), "sum", delta=delta_d)[0]
+        _assert_elementwise(got_sum, want_sum, dtype, f"sum delta={delta}")
+    # the cases the textbook form got wrong in float32 (NaN loss, 0 gradient)
+    one = np.ones(1, dtype)
+    for dv, delta, want_loss, want_grad in ((1e20, 1.0, 1e20, 1.0), (1.0, 1e-20, 1e-20, 1e-20), (1.0, 1e30, 0.5, 1.0)):
+        loss, grad = K.pseudo_huber_loss_forward(one * dtype(dv), 0 * one, "none", delta=delta)
+        np.testing.assert_allclose(loss, want_loss, rtol=1e-6)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bce_with_logits_infinite_logits(dtype, gen):
+    x = np.array([np.inf, np.inf, np.inf, -np.inf, -np.inf, -np.inf, 3.0, -1e4, np.nan], dtype)
+    t = np.array([0.0, 1.0, 0.3, 0.0, 1.0, 0.3, 0.5, 1.0, 0.0], dtype)
+    loss, grad = K.binary_cross_entropy_with_logits_forward(x, t, "none")
+    # (1 - t) x at +inf, -t x at -inf: inf unless the weight is 0, never inf - inf = NaN
+    np.testing.assert_array_equal(loss[:6], np.array([np.inf, 0.0, np.inf, 0.0, np.inf, np.inf], dtype))
+    np.testing.assert_array_equal(grad[:6], np.array([1.0, 0.0, 1.0, 0.0, -1.0, 0.0], dtype) - [0, 0, t[2], 0, 0, t[5]])
+    assert np.isnan(loss[8]) and np.isnan(grad[8])
+    want_loss, want_grad = R.binary_cross_entropy_with_logits_forward(f64(x), f64(t), "none")
+    _assert_elementwise(loss, want_loss, dtype, "loss", ulps=64)  # -1e4 t: the reference's own rounding
+    _assert_elementwise(grad, want_grad, dtype, "grad")
+    for reduction in ("sum", "mean"):
+        assert K.binary_cross_entropy_with_logits_forward(x[:8], t[:8], reduction)[0] == np.inf
+        got = K.binary_cross_entropy_with_logits_forward(x[[1, 3, 6]], t[[1, 3, 6]], reduction)[0]
+        want = R.binary_cross_entropy_with_logits_forward(f64(x[[1, 3, 6]]), f64(t[[1, 3, 6]]), reduction)[0]
+        assert np.isfinite(got)
+        assert_close(got, want, op=OP, dtype=dtype)

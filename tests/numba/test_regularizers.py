@@ -4,6 +4,9 @@ multi-chunk shapes, NaN, views, torch tensors, mixed dtypes, bad input."""
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -149,6 +152,12 @@ def test_bad_input_raises_like_reference(gen):
         lambda m: m.clip_grad_norm_forward([w], np.inf),
         lambda m: m.clip_grad_value_forward(w, -1.0),
         lambda m: m.clip_grad_value_forward([1.0, 2.0], 1.0),
+        # grad_output that is not a number: a TypeError naming it, never all-NaN gradients
+        lambda m: m.l1_penalty_backward(w, 0.1, None),
+        lambda m: m.l2_penalty_backward(w, 0.1, None),
+        lambda m: m.l2_penalty_backward(w, 0.1, "1.0"),
+        lambda m: m.l1_penalty_backward(w, 0.1, np.array(None)),
+        lambda m: m.l1_penalty_backward(w, 0.1, True),
     ]
     for case in cases:
         with pytest.raises((ValueError, TypeError)) as want:
@@ -164,3 +173,86 @@ def test_mixed_and_unsupported_dtypes_raise_type_error(gen):
         K.clip_grad_norm_forward([g32, g64], 1.0)
     with pytest.raises(TypeError, match="float32 or float64"):
         K.l2_penalty_forward(g32.astype(np.float16), 0.1)
+
+
+def test_penalty_backward_grad_output_kinds(gen):
+    w = randn((4, 3), gen, dtype=np.float32)
+    for fn in (K.l1_penalty_backward, K.l2_penalty_backward):
+        with pytest.raises(TypeError, match="grad_output must be a number or a 0-d array, got NoneType"):
+            fn(w, 0.5, None)
+        with pytest.raises(TypeError, match="grad_output must have an integer or floating-point dtype, got object"):
+            fn(w, 0.5, np.array(None))
+        want = fn(w, 0.5, 2.0)
+        assert np.all(np.isfinite(want))
+        for ok in (2, np.float32(2.0), np.int64(2), np.asarray(2.0), np.asarray(2), torch.tensor(2.0)):
+            np.testing.assert_array_equal(fn(w, 0.5, ok), want)
+
+
+# ------------------------------------------------------ norms at extreme magnitudes
+
+
+def _max_norm_exact(w, c):
+    """max-norm of the rows of a 2-D float64 array: math.hypot's overflow-free norm, then each moved
+    entry w c / norm in exact rational arithmetic (no underflow of c / norm), rounded once."""
+    out = w.copy()
+    for i, row in enumerate(w):
+        n = math.hypot(*row)
+        if n > c:
+            out[i] = [float(Fraction(v) * Fraction(c) / Fraction(n)) for v in row]
+    return out
+
+
+def _assert_rel(got, want, dtype, name, ulps=8):
+    got, want = f64(got), f64(np.asarray(want).astype(dtype))  # want rounded to dtype, as the kernel's output
+    fi = np.finfo(dtype)
+    bad = ~(np.abs(got - want) <= ulps * float(fi.eps) * np.abs(want) + 4 * float(fi.smallest_subnormal))
+    assert not bad.any(), f"{name}: got {got[bad][:4]}, want {want[bad][:4]}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_norm_rows_at_extreme_magnitudes(dtype):
+    # squares of these overflow (1e20, 3e38) or underflow (1e-30) float32; float64 rows need 1e200 / 1e-200
+    big, small = (1e20, 1e-30) if dtype == np.float32 else (1e200, 1e-200)
+    rows = [[big, big, 0.0], [small, small, 0.0], [small, -small, small], [3e38, 3e38, 0.0], [big, small, -big]]
+    w = np.array(rows + [[0.3, 0.0, 0.4]]).astype(dtype)
+    for c, rows_moved in ((1.0, [0, 3, 4]), (small / 10, [0, 1, 2, 3, 4, 5]), (0.25, [0, 3, 4, 5])):
+        c_d = float(dtype(c))
+        out = K.max_norm_forward(w, c)
+        ref = R.max_norm_forward(f64(w), c_d)
+        exact = _max_norm_exact(f64(w), c_d)
+        _assert_rel(out, exact, dtype, f"numba c={c}")
+        _assert_rel(ref, exact, np.float64, f"reference c={c}", ulps=4)
+        _assert_rel(R.max_norm_forward(w, c), exact, dtype, f"reference {np.dtype(dtype).name} c={c}", ulps=4)
+        moved = np.isin(np.arange(6), rows_moved)
+        assert np.array_equal(moved, [math.hypot(*row) > c_d for row in f64(w)])
+        norms = np.array([math.hypot(*row) for row in f64(out)])
+        np.testing.assert_allclose(norms[moved], c_d, rtol=1e-6)  # not zeroed (overflow), not left (underflow)
+        np.testing.assert_array_equal(out[~moved], w[~moved])  # bit for bit
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_norm_zero_nan_inf_rows_like_reference(dtype):
+    w = np.array([[0.0, 0.0], [np.nan, 1.0], [np.inf, 1.0], [1e-320 if dtype == np.float64 else 1e-45, 0.0]], dtype)
+    with np.errstate(invalid="ignore"):  # inf * 0 in the inf row, as the reference's
+        out, ref = K.max_norm_forward(w, 1e-3), R.max_norm_forward(w, 1e-3)
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(out[[0, 1, 3]], w[[0, 1, 3]])  # zero, NaN (not > c) and tiny rows stay
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_clip_grad_norm_at_extreme_magnitudes(dtype):
+    big, small = (1e20, 1e-30) if dtype == np.float32 else (1e200, 1e-200)
+    for grads, max_norm in (
+        ([np.array([big, big], dtype), np.array([3.0, 4.0], dtype)], 1.0),
+        ([np.array([[small, small]], dtype), np.array([small], dtype)], 1.0),
+        ([np.array([small, -small], dtype)], small / 10),
+    ):
+        out, total = K.clip_grad_norm_forward(grads, max_norm, 2.0)
+        ref_out, ref_total = R.clip_grad_norm_forward(grads, max_norm, 2.0)
+        exact = math.hypot(*np.concatenate([f64(g).ravel() for g in grads]))
+        _assert_rel(total, exact, dtype, "numba total")
+        _assert_rel(ref_total, exact, dtype, "reference total", ulps=4)
+        scale = min(1.0, float(dtype(max_norm)) / (exact + 1e-6))
+        for o, r, g in zip(out, ref_out, grads):
+            _assert_rel(o, f64(g) * scale, dtype, "numba clipped", ulps=16)  # the scale is rounded in dtype
+            _assert_rel(r, f64(g) * scale, dtype, "reference clipped", ulps=16)

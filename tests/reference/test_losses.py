@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import decimal
+
 import numpy as np
 import pytest
 import torch
@@ -261,3 +263,163 @@ def test_specific_bad_input(gen):
             Lo.pseudo_huber_loss_forward(y, y + 1, delta=delta)
     with pytest.raises(TypeError, match="delta must be a positive number"):
         Lo.pseudo_huber_loss_forward(y, y + 1, delta="1")
+
+
+# ------------------------------------------------- pseudo-Huber at extreme values
+
+# |d| across float32's range (subnormal to near max, both signs, zero) against deltas from 1e-30 to
+# 3e38: the textbook (d/delta)^2 overflows or underflows in most of these pairs
+HUBER_D = (1e20, -1e20, 3e38, -3e38, 1.0, -1.0, 0.5, -7.25, 1e-20, -1e-20, 1e-38, 1e-44, 0.0, -0.0)
+HUBER_DELTA = (1.0, 1e-20, 1e30, 0.7, 1e-30, 1e20, 3e38)
+
+
+def _huber_exact(d: float, delta: float) -> tuple[float, float]:
+    """Loss and gradient of one element in 60-digit decimal arithmetic (no overflow, no underflow),
+    rounded to float64: L = d^2 / (h + 1) (= delta^2 (h - 1) without its cancellation), dL/dd = d / h,
+    h = sqrt(1 + (d/delta)^2)."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 60
+        dd, dl = decimal.Decimal(d), decimal.Decimal(delta)
+        h = (1 + (dd / dl) ** 2).sqrt()
+        return float(dd * dd / (h + 1)), float(dd / h)
+
+
+def _assert_elementwise(got, want, dtype, name, ulps=4):
+    """Every element within ``ulps`` ulp of ``want`` rounded to ``dtype`` (relative), or a few
+    subnormals of it; inf and NaN exactly where the rounded ``want`` has them."""
+    got = np.asarray(got, dtype=np.float64)
+    with np.errstate(over="ignore"):  # overflow -> inf, as the kernel's
+        want = np.asarray(want, dtype=np.float64).astype(dtype).astype(np.float64)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{name}: NaN positions")
+    inf = np.isinf(want)
+    np.testing.assert_array_equal(got[inf], want[inf], err_msg=f"{name}: inf")
+    fin = ~np.isnan(want) & ~inf
+    fi = np.finfo(dtype)
+    allowed = ulps * float(fi.eps) * np.abs(want[fin]) + 4 * float(fi.smallest_subnormal)
+    err = np.abs(got[fin] - want[fin])  # inf where got is inf: fails
+    bad = ~(err <= allowed)
+    assert not bad.any(), f"{name}: got {got[fin][bad][:5]}, want {want[fin][bad][:5]}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pseudo_huber_extreme_values_match_exact(dtype):
+    d = np.array(HUBER_D, dtype=dtype)
+    for delta in HUBER_DELTA:
+        delta_d = float(dtype(delta))  # the loss computes with delta in input's dtype
+        exact = [_huber_exact(float(v), delta_d) for v in d]
+        # no 0/0, inf/inf or inf - inf inside; overflow only where the loss itself exceeds float32 (3e38 x 1e20)
+        with np.errstate(over="ignore" if delta_d * 3e38 > 3e38 else "raise", invalid="raise", divide="raise"):
+            loss, grad = Lo.pseudo_huber_loss_forward(d, np.zeros_like(d), "none", delta=delta_d)
+        assert loss.dtype == grad.dtype == dtype
+        _assert_elementwise(loss, [e[0] for e in exact], dtype, f"loss delta={delta}")
+        _assert_elementwise(grad, [e[1] for e in exact], dtype, f"grad delta={delta}")
+        assert np.all(loss >= 0)
+
+
+def test_pseudo_huber_known_asymptotics():
+    # the cases the textbook form got wrong in float32 (NaN loss, 0 gradient)
+    one = np.ones(1, np.float32)
+    for d, delta, want_loss, want_grad in (
+        (1e20, 1.0, 1e20, 1.0),  # linear regime: delta |d|, gradient delta
+        (1.0, 1e-20, 1e-20, 1e-20),
+        (1.0, 1e30, 0.5, 1.0),  # quadratic regime: d^2 / 2, gradient d
+    ):
+        loss, grad = Lo.pseudo_huber_loss_forward(one * np.float32(d), 0 * one, "none", delta=delta)
+        np.testing.assert_allclose(loss, want_loss, rtol=1e-6)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-6)
+
+
+def test_pseudo_huber_random_magnitudes_float64(gen):
+    # log-uniform |d| and delta over most of float64's range, both branches and the switch between them
+    d = np.concatenate([np.exp(gen.uniform(-600, 600, 150)), gen.uniform(0.2, 5.0, 50)])
+    d *= gen.choice([-1.0, 1.0], d.size)
+    delta = np.concatenate([np.exp(gen.uniform(-300, 300, 150)), gen.uniform(0.2, 5.0, 50)])
+    for dl in (float(delta[0]), float(delta[-1])):
+        exact = np.array([_huber_exact(float(v), dl) for v in d])
+        loss, grad = Lo.pseudo_huber_loss_forward(d, np.zeros_like(d), "none", delta=dl)
+        _assert_elementwise(loss, exact[:, 0], np.float64, "loss")
+        _assert_elementwise(grad, exact[:, 1], np.float64, "grad")
+    # the two branches meet at |d| = delta: continuous across the switch
+    for dl in delta[:20]:
+        near = np.array([dl, np.nextafter(dl, np.inf), np.nextafter(dl, 0), -dl, 0.999 * dl, 1.001 * dl])
+        exact = np.array([_huber_exact(float(v), float(dl)) for v in near])
+        loss, grad = Lo.pseudo_huber_loss_forward(near, np.zeros_like(near), "none", delta=float(dl))
+        _assert_elementwise(loss, exact[:, 0], np.float64, f"loss near delta={dl}")
+        _assert_elementwise(grad, exact[:, 1], np.float64, f"grad near delta={dl}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pseudo_huber_nan_and_inf(dtype):
+    y = np.array([np.nan, np.inf, -np.inf, 2.0, -3.0], dtype)
+    t = np.array([0.0, 0.0, 0.0, np.nan, 1.0], dtype)
+    loss, grad = Lo.pseudo_huber_loss_forward(y, t, "none", delta=0.5)
+    np.testing.assert_array_equal(np.isnan(loss), [True, False, False, True, False])
+    np.testing.assert_array_equal(np.isnan(grad), [True, False, False, True, False])
+    np.testing.assert_array_equal(loss[1:3], [np.inf, np.inf])
+    np.testing.assert_array_equal(grad[1:3], [0.5, -0.5])  # +-delta, the slope of the linear regime
+    assert np.isnan(Lo.pseudo_huber_loss_forward(y, t, "mean", delta=0.5)[0])
+    assert np.isinf(Lo.pseudo_huber_loss_forward(y[1:3], t[1:3], "sum", delta=0.5)[0])
+
+
+# ------------------------------------------------------- BCE with infinite logits
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bce_with_logits_infinite_logits_take_the_limit(dtype):
+    x = np.array([np.inf, np.inf, np.inf, -np.inf, -np.inf, -np.inf, np.inf], dtype)
+    t = np.array([0.0, 1.0, 0.3, 0.0, 1.0, 0.3, 1e-3], dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # no inf - inf, no inf * 0 inside
+        loss, grad = Lo.binary_cross_entropy_with_logits_forward(x, t, "none")
+    # (1 - t) x at +inf, -t x at -inf: inf unless the weight is 0
+    np.testing.assert_array_equal(loss, np.array([np.inf, 0.0, np.inf, 0.0, np.inf, np.inf, np.inf], dtype))
+    np.testing.assert_array_equal(grad, np.array([1.0, 0.0, 0.7, 0.0, -1.0, -0.3, 1 - 1e-3], dtype) - 0 * t)
+    assert loss.dtype == grad.dtype == dtype
+    for reduction, want in (("sum", np.inf), ("mean", np.inf)):
+        assert Lo.binary_cross_entropy_with_logits_forward(x, t, reduction)[0] == want
+    # only the zero-weight limits: a finite total
+    z, zt = x[[1, 3]], t[[1, 3]]
+    assert Lo.binary_cross_entropy_with_logits_forward(z, zt, "sum")[0] == 0.0
+    nan_loss, nan_grad = Lo.binary_cross_entropy_with_logits_forward(np.array([np.nan, np.nan], dtype),
+                                                                      np.array([0.0, 1.0], dtype), "none")
+    assert np.all(np.isnan(nan_loss)) and np.all(np.isnan(nan_grad))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bce_with_logits_finite_logits_unchanged(dtype, gen):
+    # the textbook evaluation, bit for bit, wherever the logit is finite (1e4 and float max included)
+    x = randn((7, 9), gen, dtype=dtype, scale=5.0)
+    x[0, :4] = [1e4, -1e4, np.finfo(dtype).max, -np.finfo(dtype).max]
+    t = uniform((7, 9), gen, 0.0, 1.0).astype(dtype)
+    t[1, :3] = [0.0, 1.0, 0.5]
+    with np.errstate(over="ignore"):
+        want = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+    loss, grad = Lo.binary_cross_entropy_with_logits_forward(x, t, "none")
+    np.testing.assert_array_equal(loss, want)
+    np.testing.assert_array_equal(grad, Lo.sigmoid_forward(x) - t)
+
+
+# ------------------------------------------------------------ grad_output kinds
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_loss_backward_rejects_non_numbers(reduction, gen):
+    grad = randn((4, 3), gen)
+    for bad, what in ((None, "got NoneType"), ("1.0", "got str"), (True, "got bool"), ([1.0], "got list")):
+        with pytest.raises(TypeError, match=f"grad_output must be a number or a 0-d array, {what}"):
+            Lo.loss_backward(bad, grad, reduction)
+    for bad in (np.array(None), np.array("1.0"), np.array(True), np.array(1 + 2j)):
+        with pytest.raises(TypeError, match="grad_output must have an integer or floating-point dtype"):
+            Lo.loss_backward(bad, grad, reduction)
+    # what stays legal: Python and numpy numbers, 0-d arrays and tensors, integer or float
+    for ok in (2, 2.0, np.float32(2.0), np.int64(2), np.asarray(2.0), np.asarray(2), torch.tensor(2.0)):
+        np.testing.assert_array_equal(Lo.loss_backward(ok, grad, reduction), 2 * grad)
+
+
+def test_loss_backward_none_rejects_non_numeric_arrays(gen):
+    grad = randn((4, 3), gen)
+    with pytest.raises(TypeError, match="grad_output must be an array or tensor, got NoneType"):
+        Lo.loss_backward(None, grad, "none")
+    for bad in (np.full((4, 3), None), np.full((4,), "a"), np.ones((4, 3), bool)):
+        with pytest.raises(TypeError, match="grad_output must have an integer or floating-point dtype"):
+            Lo.loss_backward(bad, grad, "none")
+    np.testing.assert_array_equal(Lo.loss_backward(np.full((4,), 3), grad, "none"), 3 * grad)  # integer: cast

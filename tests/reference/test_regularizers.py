@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -205,3 +208,83 @@ def test_bad_input(gen):
         R.clip_grad_norm_forward([w], 1.0, norm_type=3.0)
     with pytest.raises(TypeError, match=r"grads\[1\] must have the dtype"):
         R.clip_grad_norm_forward([w, w.astype(np.float32)], 1.0)
+
+
+@pytest.mark.parametrize("fn", [R.l1_penalty_backward, R.l2_penalty_backward])
+def test_penalty_backward_grad_output_must_be_a_number(fn, gen):
+    w = randn((4, 5), gen)
+    for bad, what in ((None, "got NoneType"), ("1.0", "got str"), (True, "got bool")):
+        with pytest.raises(TypeError, match=f"grad_output must be a number or a 0-d array, {what}"):
+            fn(w, 0.1, bad)
+    for bad in (np.array(None), np.array("x"), np.array(1j)):
+        with pytest.raises(TypeError, match="grad_output must have an integer or floating-point dtype"):
+            fn(w, 0.1, bad)
+    want = fn(w, 0.1, 2.0)
+    assert np.all(np.isfinite(want))
+    for ok in (2, np.float32(2.0), np.int32(2), np.asarray(2.0), np.asarray(2), torch.tensor(2.0)):
+        np.testing.assert_array_equal(fn(w, 0.1, ok), want)
+
+
+# ------------------------------------------------------ norms at extreme magnitudes
+
+
+def _max_norm_exact(w, c):
+    """max-norm of the rows of a 2-D float64 array: math.hypot's overflow-free norm, then each moved
+    entry w c / norm in exact rational arithmetic (no underflow of c / norm), rounded once."""
+    out = w.copy()
+    for i, row in enumerate(w):
+        n = math.hypot(*row)
+        if n > c:
+            out[i] = [float(Fraction(v) * Fraction(c) / Fraction(n)) for v in row]
+    return out
+
+
+def _assert_rel(got, want, dtype, name, ulps=4):
+    got, want = np.asarray(got, np.float64), np.asarray(want).astype(dtype).astype(np.float64)
+    fi = np.finfo(dtype)
+    bad = ~(np.abs(got - want) <= ulps * float(fi.eps) * np.abs(want) + 4 * float(fi.smallest_subnormal))
+    assert not bad.any(), f"{name}: got {got[bad][:4]}, want {want[bad][:4]}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_norm_rows_at_extreme_magnitudes(dtype):
+    # float32: the squares of 1e20 and 3e38 overflow, those of 1e-30 underflow; float64: 1e200 / 1e-200
+    big, small = (1e20, 1e-30) if dtype == np.float32 else (1e200, 1e-200)
+    rows = [[big, big, 0.0], [small, small, 0.0], [small, -small, small], [3e38, 3e38, 0.0], [big, small, -big]]
+    w = np.array(rows + [[0.3, 0.0, 0.4]]).astype(dtype)
+    for c, rows_moved in ((1.0, [0, 3, 4]), (small / 10, [0, 1, 2, 3, 4, 5]), (0.25, [0, 3, 4, 5])):
+        c_d = float(dtype(c))
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            out = R.max_norm_forward(w, c)
+        assert out.dtype == dtype
+        _assert_rel(out, _max_norm_exact(w.astype(np.float64), c_d), dtype, f"max_norm c={c}")
+        moved = np.isin(np.arange(6), rows_moved)
+        norms = np.array([math.hypot(*row) for row in out.astype(np.float64)])
+        np.testing.assert_allclose(norms[moved], c_d, rtol=1e-6)  # not zeroed (overflow), not left (underflow)
+        np.testing.assert_array_equal(out[~moved], w[~moved])  # bit for bit
+
+
+def test_max_norm_float32_rows_from_the_issue():
+    w = np.array([[1e20, 1e20], [1e-30, 1e-30]], np.float32)
+    np.testing.assert_allclose(R.max_norm_forward(w, 1.0)[0], [0.5**0.5] * 2, rtol=1e-6)  # was zeroed
+    np.testing.assert_allclose(R.max_norm_forward(w, 1e-31)[1], [1e-31 * 0.5**0.5] * 2, rtol=1e-6)  # was unchanged
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clip_grad_norm_at_extreme_magnitudes(dtype):
+    big, small = (1e20, 1e-30) if dtype == np.float32 else (1e200, 1e-200)
+    for grads, max_norm in (
+        ([np.array([big, big], dtype), np.array([3.0, 4.0], dtype)], 1.0),
+        ([np.array([[small, small]], dtype), np.array([small], dtype)], 1.0),
+        ([np.array([small, -small], dtype)], small / 10),
+    ):
+        out, total = R.clip_grad_norm_forward(grads, max_norm, 2.0)
+        exact = math.hypot(*np.concatenate([g.astype(np.float64).ravel() for g in grads]))
+        _assert_rel(total, exact, dtype, "total")  # torch's float32 total is inf (1e20) or 0 (1e-30) here
+        scale = min(1.0, float(dtype(max_norm)) / (exact + 1e-6))
+        for o, g in zip(out, grads):
+            _assert_rel(o, g.astype(np.float64) * scale, dtype, "clipped", ulps=16)  # scale rounded in dtype
+    # a total past float16's range is inf in float16 (it is returned in that dtype): everything clips to 0
+    with np.errstate(over="ignore"):  # the float64 total's cast to float16 overflows, as it should
+        out, total = R.clip_grad_norm_forward([np.full(8, 3e4, np.float16)], 1.0)
+    assert total == np.inf and np.all(out[0] == 0)

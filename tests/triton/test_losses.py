@@ -215,6 +215,12 @@ def test_bad_input_raises_like_reference(gen):
         lambda m, a: m.loss_backward(a(randn((3,), gen, np.float32)), a(logits), "none"),
         lambda m, a: m.loss_backward(a(randn((4, 1, 3), gen, np.float32)), a(logits), "none"),
         lambda m, a: m.loss_backward(1.0, a(logits), "avg"),
+        # grad_output that is not a number: a TypeError naming it
+        lambda m, a: m.loss_backward(None, a(logits), "mean"),
+        lambda m, a: m.loss_backward("1.0", a(logits), "sum"),
+        lambda m, a: m.loss_backward(True, a(logits), "sum"),
+        lambda m, a: m.loss_backward(np.array(None), a(logits), "mean"),
+        lambda m, a: m.loss_backward(None, a(logits), "none"),
     ]
     for case in cases:
         _raises_like_reference(case)
@@ -229,6 +235,89 @@ def test_bad_input_raises_like_reference(gen):
         K.cross_entropy_forward(_dev(logits, torch.float32), c)
     with pytest.raises(TypeError, match="torch tensor"):
         K.loss_backward(randn((4,), gen), _dev(logits, torch.float32), "none")
+
+
+def test_loss_backward_grad_output_kinds(gen):
+    grad = _dev(randn((4, 3), gen), torch.float32)
+    with pytest.raises(TypeError, match="grad_output must be a number or a 0-d array, got NoneType"):
+        K.loss_backward(None, grad, "sum")
+    with pytest.raises(TypeError, match="grad_output must have a floating-point dtype"):
+        K.loss_backward(torch.ones(4, 3, dtype=torch.bool, device=DEVICE), grad, "none")
+    for ok in (2, 2.0, np.float32(2.0), np.int64(2), np.asarray(2), torch.tensor(2.0), torch.tensor(2, device=DEVICE)):
+        for reduction in ("mean", "sum"):
+            assert torch.equal(K.loss_backward(ok, grad, reduction), grad * 2)
+
+
+# ---------------------------------------------------------------- extreme values
+
+
+def _assert_elementwise(got, want, dtype, name, ulps=16):
+    """Every element within ``ulps`` ulp of ``want`` (float64) rounded to ``dtype``, or within the smallest
+    normal of it (a GPU may flush subnormals); inf and NaN exactly where the rounded ``want`` has them."""
+    got = _f64(got) if isinstance(got, torch.Tensor) else np.asarray(got, dtype=np.float64)
+    with np.errstate(over="ignore"):  # overflow -> inf, as the kernel's
+        want = np.asarray(want, dtype=np.float64).astype(dtype).astype(np.float64)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{name}: NaN positions")
+    inf = np.isinf(want)
+    np.testing.assert_array_equal(got[inf], want[inf], err_msg=f"{name}: inf")
+    fin = ~np.isnan(want) & ~inf
+    fi = np.finfo(dtype)
+    allowed = ulps * float(fi.eps) * np.abs(want[fin]) + float(fi.tiny)
+    bad = ~(np.abs(got[fin] - want[fin]) <= allowed)
+    assert not bad.any(), f"{name}: got {got[fin][bad][:5]}, want {want[fin][bad][:5]}"
+
+
+HUBER_D = (1e20, -1e20, 3e38, -3e38, 1.0, -1.0, 0.5, -7.25, 1e-20, -1e-20, 1e-38, 1e-44, 0.0, np.nan, np.inf, -np.inf)
+HUBER_DELTA = (1.0, 1e-20, 1e30, 0.7, 1e-30, 1e20, 3e38)
+# (d, delta, loss, gradient) the textbook form got wrong in float32: NaN losses, zero gradients
+KNOWN = ((1e20, 1.0, 1e20, 1.0), (1.0, 1e-20, 1e-20, 1e-20), (1.0, 1e30, 0.5, 1.0))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")  # the interpreter's numpy, where the loss is inf
+def test_pseudo_huber_extreme_values():
+    # the float64 reference (checked against exact decimal arithmetic in tests/reference) on the same
+    # float32 values and delta, rounded to float32: (d/delta)^2 over- or underflows in most pairs
+    d = np.array(HUBER_D, dtype=np.float32)
+    for delta in HUBER_DELTA:
+        delta32 = float(np.float32(delta))  # what the kernel computes with
+        zeros = np.zeros(d.size)
+        want_loss, want_grad = R.pseudo_huber_loss_forward(d.astype(np.float64), zeros, "none", delta=delta32)
+        loss, grad = K.pseudo_huber_loss_forward(_dev(d, None), _dev(np.zeros_like(d), None), "none", delta=delta32)
+        _assert_elementwise(loss, want_loss, np.float32, f"loss delta={delta}")
+        _assert_elementwise(grad, want_grad, np.float32, f"grad delta={delta}")
+        assert grad[14].item() == delta32 and grad[15].item() == -delta32  # d = +-inf: the slope +-delta
+    # the cases the textbook form got wrong in float32 (NaN loss, 0 gradient), also through bfloat16 storage
+    for dname in ("float32", "bfloat16"):
+        for dv, delta, want_loss, want_grad in KNOWN:
+            y = _dev(np.full(3, dv), DTYPES[dname])
+            loss, grad = K.pseudo_huber_loss_forward(y, torch.zeros_like(y), "none", delta=delta)
+            want_loss = R.pseudo_huber_loss_forward(_f64(y), np.zeros(3), "none", delta=delta)[0]  # the stored y
+            rtol = 1e-6 if dname == "float32" else 1e-2
+            np.testing.assert_allclose(_f64(loss), want_loss, rtol=rtol)
+            np.testing.assert_allclose(_f64(grad), want_grad, rtol=rtol)
+            total = K.pseudo_huber_loss_forward(y, torch.zeros_like(y), "sum", delta=delta)[0]
+            np.testing.assert_allclose(total.item(), want_loss.sum(), rtol=rtol)
+
+
+@pytest.mark.parametrize("dname", ["float32", "bfloat16"])
+def test_bce_with_logits_infinite_logits(dname):
+    x = np.array([np.inf, np.inf, np.inf, -np.inf, -np.inf, -np.inf, 3.0, -1e4, np.nan])
+    t = np.array([0.0, 1.0, 0.5, 0.0, 1.0, 0.5, 0.5, 1.0, 0.0])
+    xt, tt = _dev(x, DTYPES[dname]), _dev(t, DTYPES[dname])
+    loss, grad = K.binary_cross_entropy_with_logits_forward(xt, tt, "none")
+    # (1 - t) x at +inf, -t x at -inf: inf unless the weight is 0, never inf - inf = NaN
+    np.testing.assert_array_equal(_f64(loss)[:6], [np.inf, 0.0, np.inf, 0.0, np.inf, np.inf])
+    np.testing.assert_array_equal(_f64(grad)[:6], [1.0, 0.0, 0.5, 0.0, -1.0, -0.5])
+    assert np.isnan(_f64(loss)[8]) and np.isnan(_f64(grad)[8])
+    want_loss, want_grad = R.binary_cross_entropy_with_logits_forward(_f64(xt), _f64(tt), "none")
+    assert_close(loss[6:8], want_loss[6:8], op=OP, dtype=dname)
+    assert_close(grad[6:8], want_grad[6:8], op=OP, dtype=dname)
+    for reduction in ("sum", "mean"):
+        assert K.binary_cross_entropy_with_logits_forward(xt[:8], tt[:8], reduction)[0].item() == np.inf
+        got = K.binary_cross_entropy_with_logits_forward(xt[[1, 3, 6]], tt[[1, 3, 6]], reduction)[0]
+        want = R.binary_cross_entropy_with_logits_forward(_f64(xt)[[1, 3, 6]], _f64(tt)[[1, 3, 6]], reduction)[0]
+        assert torch.isfinite(got)
+        assert_close(got, want, op=OP, dtype=dname)
 
 
 # ------------------------------------------------------------------------ GPU

@@ -5,6 +5,9 @@ NaN/inf propagation, empty tensors, bad input."""
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -178,6 +181,12 @@ def test_bad_input_raises_like_reference(gen):
         (lambda: R.clip_grad_norm_forward([w], 1.0, 3.0), lambda: K.clip_grad_norm_forward([wt], 1.0, 3.0)),
         (lambda: R.clip_grad_norm_forward([w], -1.0), lambda: K.clip_grad_norm_forward([wt], -1.0)),
         (lambda: R.clip_grad_value_forward(w, float("inf")), lambda: K.clip_grad_value_forward(wt, float("inf"))),
+        # grad_output that is not a number: a TypeError naming it, never all-NaN gradients
+        (lambda: R.l1_penalty_backward(w, 0.1, None), lambda: K.l1_penalty_backward(wt, 0.1, None)),
+        (lambda: R.l2_penalty_backward(w, 0.1, None), lambda: K.l2_penalty_backward(wt, 0.1, None)),
+        (lambda: R.l2_penalty_backward(w, 0.1, "1"), lambda: K.l2_penalty_backward(wt, 0.1, "1")),
+        (lambda: R.l1_penalty_backward(w, 0.1, True), lambda: K.l1_penalty_backward(wt, 0.1, True)),
+        (lambda: R.l1_penalty_backward(w, 0.1, np.array(None)), lambda: K.l1_penalty_backward(wt, 0.1, np.array(None))),
     ]
     for ref, ours in cases:
         with pytest.raises((ValueError, TypeError)) as want:
@@ -200,6 +209,78 @@ def test_numpy_int_and_mixed_dtypes_raise_type_error(gen):
     ):
         with pytest.raises(TypeError):
             case()
+
+
+def test_penalty_backward_bool_tensor_is_rejected():
+    w = tt(np.ones((2, 3)))
+    with pytest.raises(TypeError, match="grad_output must have an integer or floating-point dtype, got torch.bool"):
+        K.l2_penalty_backward(w, 0.1, torch.tensor(True, device=DEVICE))
+    assert torch.equal(K.l2_penalty_backward(w, 0.5, torch.tensor(2, device=DEVICE)), w)  # an integer tensor is fine
+
+
+# ------------------------------------------------------ norms at extreme magnitudes
+
+
+def _max_norm_exact(w, c):
+    """max-norm of the rows of a 2-D float64 array: math.hypot's overflow-free norm, then each moved
+    entry w c / norm in exact rational arithmetic, rounded once."""
+    out = w.copy()
+    for i, row in enumerate(w):
+        n = math.hypot(*row)
+        if n > c:
+            out[i] = [float(Fraction(v) * Fraction(c) / Fraction(n)) for v in row]
+    return out
+
+
+def _assert_rel(got, want, dtype, name, ulps=8):
+    """Within ``ulps`` ulp of ``want`` rounded to ``dtype``, or the smallest normal (a GPU may flush subnormals)."""
+    got = f64(got) if isinstance(got, torch.Tensor) else np.asarray(got, np.float64)
+    want = torch.tensor(np.asarray(want, np.float64)).to(DTYPES[dtype]).double().numpy()  # rounded to dtype
+    fi = torch.finfo(DTYPES[dtype])
+    bad = ~(np.abs(got - want) <= ulps * fi.eps * np.abs(want) + fi.tiny)
+    assert not bad.any(), f"{name}: got {got[bad][:4]}, want {want[bad][:4]}"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_max_norm_rows_at_extreme_magnitudes(dtype):
+    # the squares of 1e20 and 3e38 overflow fp32, those of 1e-30 underflow it (bfloat16 has fp32's range)
+    w = tt([[1e20, 1e20, 0.0], [1e-30, 1e-30, 0.0], [1e-30, -1e-30, 1e-30], [3e38, 3e38, 0.0], [1e20, 1e-30, -1e20],
+            [0.3, 0.0, 0.4]], dtype)  # fmt: skip
+    w64 = f64(w)
+    for c, rows_moved in ((1.0, [0, 3, 4]), (1e-31, [0, 1, 2, 3, 4, 5]), (0.25, [0, 3, 4, 5])):
+        c_d = _cast_f64(c, dtype)
+        out = K.max_norm_forward(w, c)
+        _assert_rel(out, _max_norm_exact(w64, c_d), dtype, f"max_norm c={c}")
+        moved = np.isin(np.arange(6), rows_moved)
+        norms = np.array([math.hypot(*row) for row in f64(out)])
+        np.testing.assert_allclose(norms[moved], c_d, rtol=1e-6 if dtype == "float32" else 1e-2)
+        assert torch.equal(out[~torch.from_numpy(moved)], w[~torch.from_numpy(moved)])  # bit for bit
+    if dtype == "float32":
+        _assert_rel(K.max_norm_forward(w, 1.0), R.max_norm_forward(w64.astype(np.float32), 1.0), dtype, "vs reference")
+
+
+def _cast_f64(v: float, dtype: str) -> float:
+    return torch.tensor(v, dtype=DTYPES[dtype]).double().item()
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")  # the L2 penalty's float32 inf, on purpose
+def test_clip_grad_norm_at_extreme_magnitudes():
+    for grads, max_norm in (
+        ([tt([1e20, 1e20]), tt([3.0, 4.0])], 1.0),
+        ([tt([[1e-30, 1e-30]]), tt([1e-30])], 1.0),
+        ([tt([1e-30, -1e-30])], 1e-31),
+    ):
+        out, total = K.clip_grad_norm_forward(grads, max_norm, 2.0)
+        ref_out, ref_total = R.clip_grad_norm_forward([f64(g).astype(np.float32) for g in grads], max_norm, 2.0)
+        exact = math.hypot(*np.concatenate([f64(g).ravel() for g in grads]))
+        _assert_rel(total, exact, "float32", "total")  # torch's float32 total is inf (1e20) or 0 (1e-30) here
+        scale = min(1.0, _cast_f64(max_norm, "float32") / (exact + 1e-6))
+        for o, r, g in zip(out, ref_out, grads):
+            _assert_rel(o, f64(g) * scale, "float32", "clipped", ulps=16)  # the scale is rounded in float32
+            _assert_rel(o, r, "float32", "vs reference")
+    # the L2 penalty keeps the reference's order: the float32 sum of squares (1e40) is inf before lam
+    w = tt([[1e20, 1e20]])
+    assert K.l2_penalty_forward(w, 1e-10).item() == R.l2_penalty_forward(f64(w).astype(np.float32), 1e-10) == np.inf
 
 
 @pytest.mark.gpu
