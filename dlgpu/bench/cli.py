@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -27,7 +28,8 @@ def register(subparsers: Any) -> None:
     g.add_argument("--quick", action="store_true", help="small shapes, a few seconds per op on a CPU (= --sizes quick)")
     g.add_argument("--sizes", choices=SIZES, default=None,
                    help="shape set (default: paper with a CUDA device, quick without)")  # fmt: skip
-    b.add_argument("--direction", nargs="+", default=["fwd", "bwd"], choices=["fwd", "bwd"])
+    b.add_argument("--direction", nargs="+", default=["fwd", "bwd"], choices=["fwd", "bwd", "both"],
+                   help="forward, backward or both (default both)")  # fmt: skip
     b.add_argument("--rep-time", type=float, default=None,
                    help="seconds of timed reps per op and device (default 0.5 on CPU, 0.2 on CUDA)")  # fmt: skip
     b.add_argument("--threads", type=int, default=None, help="CPU threads for torch, numba and BLAS (default: theirs)")
@@ -90,11 +92,16 @@ def _bench(args: argparse.Namespace) -> int:
             print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
             return 2
         _set_threads(args.threads)
+    bad = output_path_errors(csv=args.csv, json=args.json, plot=args.plot)
+    if bad:
+        print(f"error: {bad}", file=sys.stderr)
+        return 2
+    directions = ["fwd", "bwd"] if "both" in args.direction else list(dict.fromkeys(args.direction))
     console = _console()
     if args.sizes is None and not args.quick:
         console.print(f"sizes: {size} (the default {'with' if cuda else 'without'} a CUDA device)")
     try:
-        result = run_bench(args.ops, args.backends, args.dtype, size, args.seed, rep_time, args.direction,
+        result = run_bench(args.ops, args.backends, args.dtype, size, args.seed, rep_time, directions,
                            progress=not args.no_progress, small_peaks=size == "tiny")  # fmt: skip
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -109,6 +116,22 @@ def _bench(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def output_path_errors(**paths: str | None) -> str:
+    """The first problem with an output path given as ``--<name>``, checked before any work is done
+    (a bad path would otherwise lose a finished run): "" when every path can be written."""
+    for name, path in paths.items():
+        if not path:
+            continue
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            return f"--{name}: directory {parent} does not exist"
+        if not os.access(parent, os.W_OK):
+            return f"--{name}: directory {parent} is not writable"
+        if os.path.isdir(path):
+            return f"--{name}: {path} is a directory"
+    return ""
+
+
 def _set_threads(n: int) -> None:
     from .runner import set_threads
 
@@ -121,6 +144,10 @@ def _profile(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.batch_size < 1 or (args.threads is not None and args.threads < 1):
         print("error: --steps, --batch-size and --threads must be >= 1", file=sys.stderr)
         return 2
+    bad = output_path_errors(trace=args.trace)
+    if bad:
+        print(f"error: {bad}", file=sys.stderr)
+        return 2
     if args.threads is not None:
         _set_threads(args.threads)
     try:
@@ -128,6 +155,9 @@ def _profile(args: argparse.Namespace) -> int:
     except (ValueError, LookupError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the trace could not be written after all
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     render_profile(res, _console())
     return 0
 
@@ -135,6 +165,10 @@ def _profile(args: argparse.Namespace) -> int:
 def _kernels(args: argparse.Namespace) -> int:
     from .resources import kernel_report, render_kernels
 
+    bad = output_path_errors(json=args.json)
+    if bad:
+        print(f"error: {bad}", file=sys.stderr)
+        return 2
     try:
         rep = kernel_report(args.files, args.arch, triton=not args.no_triton, dtypes=args.dtype)
     except ValueError as e:

@@ -58,9 +58,14 @@ def measure_peaks(device: str = "cpu", dtype: str = "float32", small: bool = Fal
         src = np.ones(nbytes // 8)
         dst = np.empty_like(src)
         t_copy = time_cpu({"copy": lambda: np.copyto(dst, src)}, rep_time=0.3, min_reps=5)["copy"].median_s
-        m = torch.randn(n, n).to(tdt)
+        # CPUs have no fp16/bf16 matmul units worth the name (torch's fp16 mm here: 0.3 GFLOP/s, 3 min
+        # for the measurement): the CPU kernels compute in float32, so float32 is their peak
+        low = dtype in ("float16", "bfloat16")
+        m = torch.randn(n, n).to(torch.float32 if low else tdt)
         t_mm = time_cpu({"mm": lambda: torch.mm(m, m)}, rep_time=0.5, min_reps=3)["mm"].median_s
         how = f"copy of {nbytes >> 20} MiB, {n}^3 matmul on {torch.get_num_threads()} threads, medians"
+        how += f"; the CPU computes {dtype} in float32" if low else ""
     else:
         raise ValueError(f"device must be 'cpu' or 'cuda'; got {device!r}")
-    return Peaks(device, dtype, 2 * nbytes / t_copy, 2 * n**3 / t_mm, how)
+    mm_dtype = "float32" if device == "cpu" and dtype in ("float16", "bfloat16") else dtype
+    return Peaks(device, mm_dtype, 2 * nbytes / t_copy, 2 * n**3 / t_mm, how)

@@ -11,6 +11,7 @@ nothing is counted twice.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -134,6 +135,8 @@ def profile_model(
     ops = sorted(_exclusive(events).values(), key=lambda o: -(o.device_ms if cuda else o.cpu_ms))
     if trace:
         prof.export_chrome_trace(trace)
+        if not os.path.isfile(trace):  # torch's exporter logs a failure to stderr and returns normally
+            raise OSError(f"trace: the Chrome trace could not be written to {trace}")
     return ProfileResult(name, steps, backend, device, wall * 1e3, step_cpu, ops, trace)
 
 

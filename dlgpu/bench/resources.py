@@ -238,5 +238,7 @@ def render_kernels(rep: KernelReport, console: Any = None) -> None:
         console.print(f"Triton: {rep.triton_message}", markup=False)
     n_spill = sum(1 for r in rep.cuda if r.get("spill_stores") or r.get("spill_loads"))
     n_spill += sum(1 for r in rep.triton if r.get("spills"))
-    console.print(f"{len(rep.cuda)} CUDA kernels, {len(rep.triton)} compiled Triton kernels, {n_spill} spilling",
+    n_cuda, n_failed = sum(r.get("ok", True) for r in rep.cuda), len(rep.cuda_errors)
+    failed = f", {n_failed} failed to compile or link" if n_failed else ""
+    console.print(f"{n_cuda} CUDA kernels{failed}, {len(rep.triton)} compiled Triton kernels, {n_spill} spilling",
                   markup=False, highlight=False)  # fmt: skip

@@ -183,6 +183,35 @@ def _where(backend: str) -> tuple[str, str]:
     return "cpu", "cpu (interpreter)"  # triton without CUDA runs only under TRITON_INTERPRET=1
 
 
+def supports(backend: str, dtype: str) -> bool:
+    """Whether ``backend`` has kernels for ``dtype`` (the CPU kernels take fewer dtypes)."""
+    return DTYPES.get(backend) is None or dtype in DTYPES[backend]
+
+
+def check_case(case: Any, backend: str, dtype: str, seed: int, cache: Any = None) -> Any:
+    """``run_case`` of one case on one backend, on the inputs that backend takes here (torch tensors for
+    triton and cupy; the CUDA C kernels through the host runtime when there is no GPU)."""
+    _, label = _where(backend)
+    convert = _converter(backend, dtype, label)
+    if label == HOST_RUNTIME:
+        from dlgpu.kernels.cuda import _host
+
+        with _host.host_run():
+            return run_case(case, backend, dtype, seed, convert, cache)
+    return run_case(case, backend, dtype, seed, convert, cache)
+
+
+def _timed_devices(backends: Sequence[str], dtype: str) -> set[str]:
+    """The devices on which some of ``backends`` will time ``dtype`` (not the interpreter or host runtime,
+    and not a dtype the backend has no kernels for)."""
+    out = set()
+    for b in backends:
+        dev, label = _where(b)
+        if label in ("cpu", "cuda") and supports(b, dtype):
+            out.add(dev)
+    return out
+
+
 def _converter(backend: str, dtype: str, row_device: str) -> Callable[[Any], Any] | None:
     if backend in ("numpy", "numba"):
         return None
@@ -232,17 +261,11 @@ def bench_case(
     groups: dict[tuple[str, str], dict[str, Callable[[], object]]] = {}
     row_of: dict[tuple[str, str], BenchRow] = {}
     for b in backends:
-        if not ops.implements(b, case.forward) or (DTYPES.get(b) is not None and dtype not in DTYPES[b]):
+        if not ops.implements(b, case.forward) or not supports(b, dtype):
             continue
         dev, label = _where(b)
         convert = _converter(b, dtype, label)
-        if label == HOST_RUNTIME:
-            from dlgpu.kernels.cuda import _host
-
-            with _host.host_run():
-                res = run_case(case, b, dtype, seed, convert, cache)
-        else:
-            res = run_case(case, b, dtype, seed, convert, cache)
+        res = check_case(case, b, dtype, seed, cache)
         for d in directions:
             call = _calls(prep, d)
             if call is None:
@@ -374,9 +397,9 @@ def run_bench(
             raise ValueError(f"directions: expected 'fwd' and/or 'bwd', got {d!r}")
     dnames = [dtype_name(d) for d in dtypes]
     on_host = cupy_on_host() and (backends is None or "cupy" in backends)
-    notes = [f"{b}: {status[b].reason}" for b in (backends or status) if not status[b].available and
+    notes = [f"{b}: {status[b].reason}" for b in dict.fromkeys(backends or status) if not status[b].available and
              not (b == "cupy" and on_host)]  # fmt: skip
-    wanted = [b for b in (backends or status) if status[b].available or (b == "cupy" and on_host)]
+    wanted = [b for b in dict.fromkeys(backends or status) if status[b].available or (b == "cupy" and on_host)]
     for b in wanted:
         if DTYPES.get(b) is not None and any(d not in DTYPES[b] for d in dnames):
             lacking = [d for d in dnames if d not in DTYPES[b]]
@@ -400,8 +423,8 @@ def run_bench(
     rows: list[BenchRow] = []
     with _progress(progress, len(cases) * len(dnames)) as advance:
         for dtype in dnames:
-            for dev in sorted(devices):
-                peak_for(dev, dtype)  # at start-up, before any kernel runs
+            for dev in sorted(_timed_devices(wanted, dtype)):
+                peak_for(dev, dtype)  # at start-up, before any kernel runs; only where a row will be timed
             for case in cases:
                 advance(f"{case.name} {dtype}")
                 base = dict(versions=vstr, size=size, seed=seed)
@@ -532,5 +555,8 @@ def render_table(result: BenchResult, console: Any = None) -> None:
     notes = list(result.notes)
     if any(r.frac_peak_bw > 1 for r in result.rows):
         notes.append("'of peak' above 100%: the working set fits in a cache, the copy peak is measured from DRAM")
+    if any(r.frac_peak_flops > 1 for r in result.rows):
+        notes.append("'of peak' above 100% flop: the row beat the start-up matmul (a peak measured on a loaded "
+                     "machine, or a kernel that does fewer flops than the formula counts)")  # fmt: skip
     for n in notes:
         console.print(f"note: {n}", markup=False, highlight=False)

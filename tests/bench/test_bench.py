@@ -206,3 +206,26 @@ def test_dtype_table_matches_the_kernels():
 
     assert set(DTYPES["cupy"]) == set(CUDA_DTYPES)
     assert set(DTYPES["triton"]) == {str(d).removeprefix("torch.") for d in TRITON_DTYPES}
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path, capsys):
+    missing = tmp_path / "no_such_dir"
+    for flag in ("--csv", "--json", "--plot"):
+        assert cli.main(["bench", "--sizes", "tiny", "--ops", "relu", flag, str(missing / "out")]) == 2
+        assert f"{flag}: directory {missing} does not exist" in capsys.readouterr().err
+    assert cli.main(["bench", "--sizes", "tiny", "--ops", "relu", "--csv", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert cli.main(["kernels", "--no-triton", "--files", "pooling", "--json", str(missing / "k.json")]) == 2
+    assert cli.main(["profile", "mlp", "--steps", "1", "--trace", str(missing / "t.json")]) == 2
+    assert "--trace: directory" in capsys.readouterr().err
+
+
+def test_direction_both_repeated_backends_and_peaks_only_where_timed(capsys):
+    assert cli.main(["bench", "--sizes", "tiny", "--ops", "relu", "--backends", "numpy", "--direction", "both",
+                     "--rep-time", "0.01", "--no-progress"]) == 0  # fmt: skip
+    assert "2 checks passed" in capsys.readouterr().out
+    res = _bench(ops=["relu"], backends=["numpy", "numpy"])
+    assert sorted((r.direction, r.backend) for r in res.rows) == [("bwd", "numpy"), ("fwd", "numpy")]
+    # numba has no float16 kernels: nothing is timed in float16 on the CPU, so no peak is measured for it
+    res = _bench(ops=["relu"], backends=["numba"], dtypes=["float16"])
+    assert res.rows == [] and res.peaks == {}

@@ -88,3 +88,10 @@ def test_cli_rejects_unknown_models_and_bad_steps(capsys):
     assert "no_such_model_xyz" in err and "mlp" in err  # the message lists the known models
     assert cli.main(["profile", "mlp", "--steps", "0"]) == 2
     assert "--steps" in capsys.readouterr().err
+
+
+def test_a_trace_that_was_not_written_is_an_error(tmp_path, monkeypatch, capsys):
+    """torch's exporter logs a failure to open the file and returns normally: dlgpu must not say it wrote it."""
+    monkeypatch.setattr(torch.profiler.profile, "export_chrome_trace", lambda self, path: None)
+    assert cli.main(["profile", "mlp", "--steps", "1", "--batch-size", "3", "--trace", str(tmp_path / "t.json")]) == 1
+    assert "could not be written" in capsys.readouterr().err
