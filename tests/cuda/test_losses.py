@@ -11,37 +11,12 @@ import torch
 
 from dlgpu import ops
 from dlgpu.reference import losses as R
-from dlgpu.testing.harness import assert_close
+from dlgpu.testing import assert_close, assert_ulps, to_numpy
+from dlgpu.testing.extremes import HUBER_D, HUBER_DELTA, HUBER_KNOWN
 
 
 def _call(op, *args, **kwargs):
     return ops.call(op, *args, backend="cupy", **kwargs)
-
-
-def _f64(x):
-    return x.detach().double().cpu().numpy()
-
-
-def _assert_elementwise(got, want, dtype, name, ulps=16):
-    """Every element within ``ulps`` ulp of ``want`` (float64) rounded to ``dtype``, or within the smallest
-    normal of it (a GPU may flush subnormals); inf and NaN exactly where the rounded ``want`` has them."""
-    got = _f64(got)
-    with np.errstate(over="ignore"):  # overflow -> inf, as the kernel's
-        want = np.asarray(want, dtype=np.float64).astype(dtype).astype(np.float64)
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{name}: NaN positions")
-    inf = np.isinf(want)
-    np.testing.assert_array_equal(got[inf], want[inf], err_msg=f"{name}: inf")
-    fin = ~np.isnan(want) & ~inf
-    fi = np.finfo(dtype)
-    allowed = ulps * float(fi.eps) * np.abs(want[fin]) + float(fi.tiny)
-    bad = ~(np.abs(got[fin] - want[fin]) <= allowed)
-    assert not bad.any(), f"{name}: got {got[fin][bad][:5]}, want {want[fin][bad][:5]}"
-
-
-HUBER_D = (1e20, -1e20, 3e38, -3e38, 1.0, -1.0, 0.5, -7.25, 1e-20, -1e-20, 1e-38, 1e-44, 0.0, np.nan, np.inf, -np.inf)
-HUBER_DELTA = (1.0, 1e-20, 1e30, 0.7, 1e-30, 1e20, 3e38)
-# (d, delta, loss, gradient) the textbook form got wrong in float32: NaN losses, zero gradients
-KNOWN = ((1e20, 1.0, 1e20, 1.0), (1.0, 1e-20, 1e-20, 1e-20), (1.0, 1e30, 0.5, 1.0))
 
 
 def test_pseudo_huber_extreme_values(target):
@@ -54,18 +29,18 @@ def test_pseudo_huber_extreme_values(target):
         zeros = np.zeros(d.size)
         want_loss, want_grad = R.pseudo_huber_loss_forward(d.astype(np.float64), zeros, "none", delta=delta32)
         loss, grad = _call("pseudo_huber_loss_forward", y, t, "none", delta=delta32)
-        _assert_elementwise(loss, want_loss, np.float32, f"loss delta={delta}")
-        _assert_elementwise(grad, want_grad, np.float32, f"grad delta={delta}")
+        assert_ulps(loss, want_loss, np.float32, f"loss delta={delta}", ulps=16, flush_subnormals=True)
+        assert_ulps(grad, want_grad, np.float32, f"grad delta={delta}", ulps=16, flush_subnormals=True)
         assert grad[14].item() == delta32 and grad[15].item() == -delta32  # d = +-inf: the slope +-delta
     # the cases the textbook form got wrong in float32 (NaN loss, 0 gradient), also through bfloat16 storage
     for dtype in ("float32", "bfloat16"):
-        for dv, delta, want_loss, want_grad in KNOWN:
+        for dv, delta, want_loss, want_grad in HUBER_KNOWN:
             y = target.tensor(np.full(3, dv), dtype)
             loss, grad = _call("pseudo_huber_loss_forward", y, torch.zeros_like(y), "none", delta=delta)
-            want_loss = R.pseudo_huber_loss_forward(_f64(y), np.zeros(3), "none", delta=delta)[0]  # the stored y
+            want_loss = R.pseudo_huber_loss_forward(to_numpy(y), np.zeros(3), "none", delta=delta)[0]  # the stored y
             rtol = 1e-6 if dtype == "float32" else 1e-2
-            np.testing.assert_allclose(_f64(loss), want_loss, rtol=rtol)
-            np.testing.assert_allclose(_f64(grad), want_grad, rtol=rtol)
+            np.testing.assert_allclose(to_numpy(loss), want_loss, rtol=rtol)
+            np.testing.assert_allclose(to_numpy(grad), want_grad, rtol=rtol)
             total = _call("pseudo_huber_loss_forward", y, torch.zeros_like(y), "sum", delta=delta)[0]
             np.testing.assert_allclose(total.item(), want_loss.sum(), rtol=rtol)
 
@@ -77,17 +52,17 @@ def test_bce_with_logits_infinite_logits(target, dtype):
     xt, tt = target.tensor(x, dtype), target.tensor(t, dtype)
     loss, grad = _call("binary_cross_entropy_with_logits_forward", xt, tt, "none")
     # (1 - t) x at +inf, -t x at -inf: inf unless the weight is 0, never inf - inf = NaN
-    np.testing.assert_array_equal(_f64(loss)[:6], [np.inf, 0.0, np.inf, 0.0, np.inf, np.inf])
-    np.testing.assert_array_equal(_f64(grad)[:6], [1.0, 0.0, 0.5, 0.0, -1.0, -0.5])
-    assert np.isnan(_f64(loss)[8]) and np.isnan(_f64(grad)[8])
-    want_loss, want_grad = R.binary_cross_entropy_with_logits_forward(_f64(xt), _f64(tt), "none")
+    np.testing.assert_array_equal(to_numpy(loss)[:6], [np.inf, 0.0, np.inf, 0.0, np.inf, np.inf])
+    np.testing.assert_array_equal(to_numpy(grad)[:6], [1.0, 0.0, 0.5, 0.0, -1.0, -0.5])
+    assert np.isnan(to_numpy(loss)[8]) and np.isnan(to_numpy(grad)[8])
+    want_loss, want_grad = R.binary_cross_entropy_with_logits_forward(to_numpy(xt), to_numpy(tt), "none")
     assert_close(loss[6:8], want_loss[6:8], op="losses", dtype=dtype)
     assert_close(grad[6:8], want_grad[6:8], op="losses", dtype=dtype)
     for reduction in ("sum", "mean"):
         assert _call("binary_cross_entropy_with_logits_forward", xt[:8], tt[:8], reduction)[0].item() == np.inf
         idx = [1, 3, 6]
         got = _call("binary_cross_entropy_with_logits_forward", xt[idx], tt[idx], reduction)[0]
-        want = R.binary_cross_entropy_with_logits_forward(_f64(xt)[idx], _f64(tt)[idx], reduction)[0]
+        want = R.binary_cross_entropy_with_logits_forward(to_numpy(xt)[idx], to_numpy(tt)[idx], reduction)[0]
         assert torch.isfinite(got)
         assert_close(got, want, op="losses", dtype=dtype)
 

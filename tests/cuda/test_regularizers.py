@@ -6,7 +6,6 @@ overflow or underflow, and grad_output kinds in the penalties' backward. Each te
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -14,39 +13,11 @@ import torch
 
 from dlgpu import ops
 from dlgpu.reference import regularizers as R
+from dlgpu.testing import assert_ulps, max_norm_exact, round_to, to_numpy
 
 
 def _call(op, *args, **kwargs):
     return ops.call(op, *args, backend="cupy", **kwargs)
-
-
-def _f64(x):
-    return x.detach().double().cpu().numpy()
-
-
-def _cast_f64(v: float, dtype: str) -> float:
-    """``v`` rounded to ``dtype``, as the loaders round a hyperparameter."""
-    return torch.tensor(v, dtype=getattr(torch, dtype)).double().item()
-
-
-def _max_norm_exact(w, c):
-    """max-norm of the rows of a 2-D float64 array: math.hypot's overflow-free norm, then each moved
-    entry w c / norm in exact rational arithmetic, rounded once."""
-    out = w.copy()
-    for i, row in enumerate(w):
-        n = math.hypot(*row)
-        if n > c:
-            out[i] = [float(Fraction(v) * Fraction(c) / Fraction(n)) for v in row]
-    return out
-
-
-def _assert_rel(got, want, dtype, name, ulps=8):
-    """Within ``ulps`` ulp of ``want`` rounded to ``dtype``, or the smallest normal (a GPU may flush subnormals)."""
-    got = _f64(got) if isinstance(got, torch.Tensor) else np.asarray(got, np.float64)
-    want = torch.tensor(np.asarray(want, np.float64)).to(getattr(torch, dtype)).double().numpy()
-    fi = torch.finfo(getattr(torch, dtype))
-    bad = ~(np.abs(got - want) <= ulps * fi.eps * np.abs(want) + fi.tiny)
-    assert not bad.any(), f"{name}: got {got[bad][:4]}, want {want[bad][:4]}"
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -54,17 +25,18 @@ def test_max_norm_rows_at_extreme_magnitudes(target, dtype):
     # the squares of 1e20 and 3e38 overflow fp32, those of 1e-30 underflow it (bfloat16 has fp32's range)
     w = target.tensor(np.array([[1e20, 1e20, 0.0], [1e-30, 1e-30, 0.0], [1e-30, -1e-30, 1e-30], [3e38, 3e38, 0.0],
                                 [1e20, 1e-30, -1e20], [0.3, 0.0, 0.4]]), dtype)  # fmt: skip
-    w64 = _f64(w)
+    w64 = to_numpy(w)
     for c, rows_moved in ((1.0, [0, 3, 4]), (1e-31, [0, 1, 2, 3, 4, 5]), (0.25, [0, 3, 4, 5])):
-        c_d = _cast_f64(c, dtype)
+        c_d = float(round_to(c, dtype))  # as the loaders round a hyperparameter
         out = _call("max_norm_forward", w, c)
-        _assert_rel(out, _max_norm_exact(w64, c_d), dtype, f"max_norm c={c}")
+        assert_ulps(out, max_norm_exact(w64, c_d), dtype, f"max_norm c={c}", flush_subnormals=True)
         moved = torch.from_numpy(np.isin(np.arange(6), rows_moved)).to(target.device)
-        norms = np.array([math.hypot(*row) for row in _f64(out)])
+        norms = np.array([math.hypot(*row) for row in to_numpy(out)])
         np.testing.assert_allclose(norms[moved.cpu().numpy()], c_d, rtol=1e-6 if dtype == "float32" else 1e-2)
         assert torch.equal(out[~moved], w[~moved])  # bit for bit
     if dtype == "float32":
-        _assert_rel(_call("max_norm_forward", w, 1.0), R.max_norm_forward(w64.astype(np.float32), 1.0), dtype, "ref")
+        want = R.max_norm_forward(w64.astype(np.float32), 1.0)
+        assert_ulps(_call("max_norm_forward", w, 1.0), want, dtype, "ref", flush_subnormals=True)
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")  # the reference's L2 penalty in float32: inf, on purpose
@@ -76,16 +48,18 @@ def test_clip_grad_norm_at_extreme_magnitudes(target):
     ):
         gs = [target.tensor(g) for g in grads]
         out, total = _call("clip_grad_norm_forward", gs, max_norm, 2.0)
-        ref_out, ref_total = R.clip_grad_norm_forward([_f64(g).astype(np.float32) for g in gs], max_norm, 2.0)
-        exact = math.hypot(*np.concatenate([_f64(g).ravel() for g in gs]))
-        _assert_rel(total, exact, "float32", "total")  # torch's float32 total is inf (1e20) or 0 (1e-30) here
-        scale = min(1.0, _cast_f64(max_norm, "float32") / (exact + 1e-6))
+        ref_out, ref_total = R.clip_grad_norm_forward([to_numpy(g).astype(np.float32) for g in gs], max_norm, 2.0)
+        exact = math.hypot(*np.concatenate([to_numpy(g).ravel() for g in gs]))
+        # torch's float32 total is inf (1e20) or 0 (1e-30) here
+        assert_ulps(total, exact, "float32", "total", flush_subnormals=True)
+        scale = min(1.0, float(round_to(max_norm, "float32")) / (exact + 1e-6))
         for o, r, g in zip(out, ref_out, gs):
-            _assert_rel(o, _f64(g) * scale, "float32", "clipped", ulps=16)  # the scale is rounded in float32
-            _assert_rel(o, r, "float32", "vs reference")
+            # the scale is rounded in float32
+            assert_ulps(o, to_numpy(g) * scale, "float32", "clipped", ulps=16, flush_subnormals=True)
+            assert_ulps(o, r, "float32", "vs reference", flush_subnormals=True)
     # the L2 penalty keeps the reference's order: the float32 sum of squares (1e40) is inf before lam
     w = target.tensor(np.array([[1e20, 1e20]]))
-    assert _call("l2_penalty_forward", w, 1e-10).item() == R.l2_penalty_forward(_f64(w).astype(np.float32), 1e-10)
+    assert _call("l2_penalty_forward", w, 1e-10).item() == R.l2_penalty_forward(to_numpy(w).astype(np.float32), 1e-10)
     assert _call("l1_penalty_forward", w, 1e-10).item() == pytest.approx(2e10, rel=1e-6)
 
 

@@ -10,16 +10,13 @@ import torch
 
 from dlgpu.kernels.numba import losses as K
 from dlgpu.reference import losses as R
-from dlgpu.testing import assert_close, labels, randn, signs, uniform
+from dlgpu.testing import assert_close, assert_ulps, labels, randn, signs, to_numpy, uniform
+from dlgpu.testing.extremes import HUBER_D, HUBER_DELTA, HUBER_KNOWN
 from dlgpu.testing.loss_inputs import LOSSES, logits_classes, regression_inputs
 
 DTYPES = [np.float32, np.float64]
 REDUCTIONS = ("mean", "sum", "none")
 OP = "losses"
-
-
-def f64(a):
-    return np.asarray(a, dtype=np.float64)
 
 
 def cast(t, dtype):
@@ -33,7 +30,7 @@ def check_loss(name, y, t, hyper, dtype, gen, reductions=REDUCTIONS):
     y, t = y.astype(dtype), cast(t, dtype)
     for reduction in reductions:
         loss, grad = fwd(y, t, reduction, **hyper)
-        want_loss, want_grad = rfwd(f64(y), cast(t, np.float64), reduction, **hyper)
+        want_loss, want_grad = rfwd(to_numpy(y), cast(t, np.float64), reduction, **hyper)
         assert loss.dtype == grad.dtype == dtype and loss.shape == want_loss.shape
         assert grad.shape == y.shape and grad.flags.c_contiguous
         assert_close(loss, want_loss, op=OP, dtype=dtype, name=f"{name} {reduction} loss")
@@ -41,7 +38,7 @@ def check_loss(name, y, t, hyper, dtype, gen, reductions=REDUCTIONS):
         g = randn(loss.shape, gen) if reduction == "none" else np.asarray(gen.uniform(-2.0, 2.0))
         d = K.loss_backward(g.astype(dtype), grad, reduction)
         assert d.dtype == dtype
-        want = R.loss_backward(f64(g.astype(dtype)), f64(grad), reduction)
+        want = R.loss_backward(to_numpy(g.astype(dtype)), to_numpy(grad), reduction)
         assert_close(d, want, op=OP, dtype=dtype, name=f"{name} {reduction} loss_backward")
 
 
@@ -208,26 +205,6 @@ def test_loss_backward_grad_output_kinds(gen):
 # ---------------------------------------------------------------- extreme values
 
 
-def _assert_elementwise(got, want, dtype, name, ulps=8):
-    """Every element within ``ulps`` ulp of ``want`` (float64) rounded to ``dtype``, or a few subnormals
-    of it; inf and NaN exactly where the rounded ``want`` has them."""
-    got = np.asarray(got, dtype=np.float64)
-    with np.errstate(over="ignore"):  # overflow -> inf, as the kernel's
-        want = np.asarray(want, dtype=np.float64).astype(dtype).astype(np.float64)
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{name}: NaN positions")
-    inf = np.isinf(want)
-    np.testing.assert_array_equal(got[inf], want[inf], err_msg=f"{name}: inf")
-    fin = ~np.isnan(want) & ~inf
-    fi = np.finfo(dtype)
-    allowed = ulps * float(fi.eps) * np.abs(want[fin]) + 4 * float(fi.smallest_subnormal)
-    bad = ~(np.abs(got[fin] - want[fin]) <= allowed)
-    assert not bad.any(), f"{name}: got {got[fin][bad][:5]}, want {want[fin][bad][:5]}"
-
-
-HUBER_D = (1e20, -1e20, 3e38, -3e38, 1.0, -1.0, 0.5, -7.25, 1e-20, -1e-20, 1e-38, 1e-44, 0.0, np.nan, np.inf, -np.inf)
-HUBER_DELTA = (1.0, 1e-20, 1e30, 0.7, 1e-30, 1e20, 3e38)
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pseudo_huber_extreme_values(dtype):
     # the float64 reference (checked against exact decimal arithmetic in tests/reference) on the same
@@ -236,19 +213,19 @@ def test_pseudo_huber_extreme_values(dtype):
     for delta in HUBER_DELTA + ((1e-300, 1e300) if dtype == np.float64 else ()):
         delta_d = float(dtype(delta))  # what the kernel computes with
         with np.errstate(over="ignore"):  # the float64 reference's own overflow at 1e300 x 1e300 (inf)
-            want_loss, want_grad = R.pseudo_huber_loss_forward(f64(d), np.zeros(d.size), "none", delta=delta_d)
+            want_loss, want_grad = R.pseudo_huber_loss_forward(to_numpy(d), np.zeros(d.size), "none", delta=delta_d)
         loss, grad = K.pseudo_huber_loss_forward(d, np.zeros_like(d), "none", delta=delta_d)
-        _assert_elementwise(loss, want_loss, dtype, f"loss delta={delta}")
-        _assert_elementwise(grad, want_grad, dtype, f"grad delta={delta}")
+        assert_ulps(loss, want_loss, dtype, f"loss delta={delta}")
+        assert_ulps(grad, want_grad, dtype, f"grad delta={delta}")
         assert grad[14] == dtype(delta_d) and grad[15] == -dtype(delta_d)  # d = +-inf: the slope +-delta
         fin = d[np.isfinite(d)]
         with np.errstate(over="ignore"):  # a float32 sum past 3.4e38 is inf: both warn in the cast
-            want_sum = R.pseudo_huber_loss_forward(f64(fin), np.zeros(fin.size), "sum", delta=delta_d)[0]
+            want_sum = R.pseudo_huber_loss_forward(to_numpy(fin), np.zeros(fin.size), "sum", delta=delta_d)[0]
             got_sum = K.pseudo_huber_loss_forward(fin, np.zeros_like(fin), "sum", delta=delta_d)[0]
-        _assert_elementwise(got_sum, want_sum, dtype, f"sum delta={delta}")
+        assert_ulps(got_sum, want_sum, dtype, f"sum delta={delta}")
     # the cases the textbook form got wrong in float32 (NaN loss, 0 gradient)
     one = np.ones(1, dtype)
-    for dv, delta, want_loss, want_grad in ((1e20, 1.0, 1e20, 1.0), (1.0, 1e-20, 1e-20, 1e-20), (1.0, 1e30, 0.5, 1.0)):
+    for dv, delta, want_loss, want_grad in HUBER_KNOWN:
         loss, grad = K.pseudo_huber_loss_forward(one * dtype(dv), 0 * one, "none", delta=delta)
         np.testing.assert_allclose(loss, want_loss, rtol=1e-6)
         np.testing.assert_allclose(grad, want_grad, rtol=1e-6)
@@ -263,12 +240,12 @@ def test_bce_with_logits_infinite_logits(dtype, gen):
     np.testing.assert_array_equal(loss[:6], np.array([np.inf, 0.0, np.inf, 0.0, np.inf, np.inf], dtype))
     np.testing.assert_array_equal(grad[:6], np.array([1.0, 0.0, 1.0, 0.0, -1.0, 0.0], dtype) - [0, 0, t[2], 0, 0, t[5]])
     assert np.isnan(loss[8]) and np.isnan(grad[8])
-    want_loss, want_grad = R.binary_cross_entropy_with_logits_forward(f64(x), f64(t), "none")
-    _assert_elementwise(loss, want_loss, dtype, "loss", ulps=64)  # -1e4 t: the reference's own rounding
-    _assert_elementwise(grad, want_grad, dtype, "grad")
+    want_loss, want_grad = R.binary_cross_entropy_with_logits_forward(to_numpy(x), to_numpy(t), "none")
+    assert_ulps(loss, want_loss, dtype, "loss", ulps=64)  # -1e4 t: the reference's own rounding
+    assert_ulps(grad, want_grad, dtype, "grad")
     for reduction in ("sum", "mean"):
         assert K.binary_cross_entropy_with_logits_forward(x[:8], t[:8], reduction)[0] == np.inf
         got = K.binary_cross_entropy_with_logits_forward(x[[1, 3, 6]], t[[1, 3, 6]], reduction)[0]
-        want = R.binary_cross_entropy_with_logits_forward(f64(x[[1, 3, 6]]), f64(t[[1, 3, 6]]), reduction)[0]
+        want = R.binary_cross_entropy_with_logits_forward(to_numpy(x[[1, 3, 6]]), to_numpy(t[[1, 3, 6]]), reduction)[0]
         assert np.isfinite(got)
         assert_close(got, want, op=OP, dtype=dtype)

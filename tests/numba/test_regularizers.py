@@ -5,7 +5,6 @@ multi-chunk shapes, NaN, views, torch tensors, mixed dtypes, bad input."""
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -13,14 +12,10 @@ import torch
 
 from dlgpu.kernels.numba import regularizers as K
 from dlgpu.reference import regularizers as R
-from dlgpu.testing import assert_close, randn
+from dlgpu.testing import assert_close, assert_ulps, max_norm_exact, randn, to_numpy
 
 DTYPES = [np.float32, np.float64]
 OP = "regularizers"
-
-
-def f64(a):
-    return np.asarray(a, dtype=np.float64)
 
 
 def odd_shape(gen):
@@ -46,11 +41,11 @@ def test_penalties_match_reference(name, dtype, gen):
         w.reshape(-1)[0] = 0.0  # L1's subgradient at 0
         p = fwd(w, lam)
         assert isinstance(p, np.ndarray) and p.shape == () and p.dtype == dtype
-        assert_close(p, rfwd(f64(w), lam), op=OP, dtype=dtype, name=f"{name} penalty")
+        assert_close(p, rfwd(to_numpy(w), lam), op=OP, dtype=dtype, name=f"{name} penalty")
         for grad_output in ((), (g,), (np.asarray(g),)):
             dw = bwd(w, lam, *grad_output)
             assert dw.dtype == dtype and dw.shape == w.shape
-            assert_close(dw, rbwd(f64(w), lam, *grad_output), op=OP, dtype=dtype, name=f"{name} dweight")
+            assert_close(dw, rbwd(to_numpy(w), lam, *grad_output), op=OP, dtype=dtype, name=f"{name} dweight")
         assert bwd(w, lam).reshape(-1)[0] == 0.0
 
 
@@ -64,9 +59,9 @@ def test_max_norm_matches_reference(dtype, gen):
         out = K.max_norm_forward(w, c)
         assert out.dtype == dtype and out.shape == w.shape and out is not w
         np.testing.assert_array_equal(w, w0)  # input untouched
-        want = R.max_norm_forward(f64(w), c)
+        want = R.max_norm_forward(to_numpy(w), c)
         assert_close(out, want, op=OP, dtype=dtype, name="max_norm")
-        keep = np.linalg.norm(f64(w).reshape(8, -1), axis=1) <= c * 0.99
+        keep = np.linalg.norm(to_numpy(w).reshape(8, -1), axis=1) <= c * 0.99
         np.testing.assert_array_equal(out.reshape(8, -1)[keep], w.reshape(8, -1)[keep])  # bit for bit
 
 
@@ -76,10 +71,10 @@ def test_clip_grad_norm_matches_reference(norm_type, dtype, gen):
     shapes = [odd_shape(gen), (7,), (2, 3, 2), (150, 120)]
     grads = [randn(s, gen, scale=float(gen.uniform(0.5, 3.0)), dtype=dtype) for s in shapes]
     copies = [g.copy() for g in grads]
-    total64 = np.linalg.norm(np.concatenate([f64(g).ravel() for g in grads]), ord=norm_type)
+    total64 = np.linalg.norm(np.concatenate([to_numpy(g).ravel() for g in grads]), ord=norm_type)
     for max_norm in (total64 * gen.uniform(0.2, 0.8), total64 * gen.uniform(1.2, 3.0)):
         out, total = K.clip_grad_norm_forward(grads, max_norm, norm_type)
-        want_out, want_total = R.clip_grad_norm_forward([f64(g) for g in grads], max_norm, norm_type)
+        want_out, want_total = R.clip_grad_norm_forward([to_numpy(g) for g in grads], max_norm, norm_type)
         assert isinstance(total, np.ndarray) and total.shape == () and total.dtype == dtype
         assert_close(total, want_total, op=OP, dtype=dtype, name="total_norm")
         for i, (o, w) in enumerate(zip(out, want_out)):
@@ -98,7 +93,7 @@ def test_clip_grad_value_matches_reference(dtype, gen):
     c = float(gen.uniform(0.3, 1.5))
     out = K.clip_grad_value_forward(g, c)
     assert out.dtype == dtype and out is not g
-    assert_close(out, R.clip_grad_value_forward(f64(g), c), op=OP, dtype=dtype, name="clip_grad_value")
+    assert_close(out, R.clip_grad_value_forward(to_numpy(g), c), op=OP, dtype=dtype, name="clip_grad_value")
     assert out.reshape(-1)[0] == dtype(c) and out.reshape(-1)[1] == -dtype(c)
 
 
@@ -191,24 +186,6 @@ def test_penalty_backward_grad_output_kinds(gen):
 # ------------------------------------------------------ norms at extreme magnitudes
 
 
-def _max_norm_exact(w, c):
-    """max-norm of the rows of a 2-D float64 array: math.hypot's overflow-free norm, then each moved
-    entry w c / norm in exact rational arithmetic (no underflow of c / norm), rounded once."""
-    out = w.copy()
-    for i, row in enumerate(w):
-        n = math.hypot(*row)
-        if n > c:
-            out[i] = [float(Fraction(v) * Fraction(c) / Fraction(n)) for v in row]
-    return out
-
-
-def _assert_rel(got, want, dtype, name, ulps=8):
-    got, want = f64(got), f64(np.asarray(want).astype(dtype))  # want rounded to dtype, as the kernel's output
-    fi = np.finfo(dtype)
-    bad = ~(np.abs(got - want) <= ulps * float(fi.eps) * np.abs(want) + 4 * float(fi.smallest_subnormal))
-    assert not bad.any(), f"{name}: got {got[bad][:4]}, want {want[bad][:4]}"
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_max_norm_rows_at_extreme_magnitudes(dtype):
     # squares of these overflow (1e20, 3e38) or underflow (1e-30) float32; float64 rows need 1e200 / 1e-200
@@ -218,14 +195,14 @@ def test_max_norm_rows_at_extreme_magnitudes(dtype):
     for c, rows_moved in ((1.0, [0, 3, 4]), (small / 10, [0, 1, 2, 3, 4, 5]), (0.25, [0, 3, 4, 5])):
         c_d = float(dtype(c))
         out = K.max_norm_forward(w, c)
-        ref = R.max_norm_forward(f64(w), c_d)
-        exact = _max_norm_exact(f64(w), c_d)
-        _assert_rel(out, exact, dtype, f"numba c={c}")
-        _assert_rel(ref, exact, np.float64, f"reference c={c}", ulps=4)
-        _assert_rel(R.max_norm_forward(w, c), exact, dtype, f"reference {np.dtype(dtype).name} c={c}", ulps=4)
+        ref = R.max_norm_forward(to_numpy(w), c_d)
+        exact = max_norm_exact(to_numpy(w), c_d)
+        assert_ulps(out, exact, dtype, f"numba c={c}")
+        assert_ulps(ref, exact, np.float64, f"reference c={c}", ulps=4)
+        assert_ulps(R.max_norm_forward(w, c), exact, dtype, f"reference {np.dtype(dtype).name} c={c}", ulps=4)
         moved = np.isin(np.arange(6), rows_moved)
-        assert np.array_equal(moved, [math.hypot(*row) > c_d for row in f64(w)])
-        norms = np.array([math.hypot(*row) for row in f64(out)])
+        assert np.array_equal(moved, [math.hypot(*row) > c_d for row in to_numpy(w)])
+        norms = np.array([math.hypot(*row) for row in to_numpy(out)])
         np.testing.assert_allclose(norms[moved], c_d, rtol=1e-6)  # not zeroed (overflow), not left (underflow)
         np.testing.assert_array_equal(out[~moved], w[~moved])  # bit for bit
 
@@ -249,10 +226,10 @@ def test_clip_grad_norm_at_extreme_magnitudes(dtype):
     ):
         out, total = K.clip_grad_norm_forward(grads, max_norm, 2.0)
         ref_out, ref_total = R.clip_grad_norm_forward(grads, max_norm, 2.0)
-        exact = math.hypot(*np.concatenate([f64(g).ravel() for g in grads]))
-        _assert_rel(total, exact, dtype, "numba total")
-        _assert_rel(ref_total, exact, dtype, "reference total", ulps=4)
+        exact = math.hypot(*np.concatenate([to_numpy(g).ravel() for g in grads]))
+        assert_ulps(total, exact, dtype, "numba total")
+        assert_ulps(ref_total, exact, dtype, "reference total", ulps=4)
         scale = min(1.0, float(dtype(max_norm)) / (exact + 1e-6))
         for o, r, g in zip(out, ref_out, grads):
-            _assert_rel(o, f64(g) * scale, dtype, "numba clipped", ulps=16)  # the scale is rounded in dtype
-            _assert_rel(r, f64(g) * scale, dtype, "reference clipped", ulps=16)
+            assert_ulps(o, to_numpy(g) * scale, dtype, "numba clipped", ulps=16)  # the scale is rounded in dtype
+            assert_ulps(r, to_numpy(g) * scale, dtype, "reference clipped", ulps=16)

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from dlgpu.reference import losses as Lo
-from dlgpu.testing import Tolerance, assert_close, check_gradients, randn, signs, uniform
+from dlgpu.testing import Tolerance, assert_close, assert_ulps, check_gradients, randn, signs, uniform
+from dlgpu.testing.extremes import HUBER_D_FINITE, HUBER_DELTA, HUBER_KNOWN
 from dlgpu.testing.loss_inputs import (
     bce_inputs,
     hinge_inputs,
@@ -267,11 +268,6 @@ def test_specific_bad_input(gen):
 
 # ------------------------------------------------- pseudo-Huber at extreme values
 
-# |d| across float32's range (subnormal to near max, both signs, zero) against deltas from 1e-30 to
-# 3e38: the textbook (d/delta)^2 overflows or underflows in most of these pairs
-HUBER_D = (1e20, -1e20, 3e38, -3e38, 1.0, -1.0, 0.5, -7.25, 1e-20, -1e-20, 1e-38, 1e-44, 0.0, -0.0)
-HUBER_DELTA = (1.0, 1e-20, 1e30, 0.7, 1e-30, 1e20, 3e38)
-
 
 def _huber_exact(d: float, delta: float) -> tuple[float, float]:
     """Loss and gradient of one element in 60-digit decimal arithmetic (no overflow, no underflow),
@@ -284,26 +280,11 @@ def _huber_exact(d: float, delta: float) -> tuple[float, float]:
         return float(dd * dd / (h + 1)), float(dd / h)
 
 
-def _assert_elementwise(got, want, dtype, name, ulps=4):
-    """Every element within ``ulps`` ulp of ``want`` rounded to ``dtype`` (relative), or a few
-    subnormals of it; inf and NaN exactly where the rounded ``want`` has them."""
-    got = np.asarray(got, dtype=np.float64)
-    with np.errstate(over="ignore"):  # overflow -> inf, as the kernel's
-        want = np.asarray(want, dtype=np.float64).astype(dtype).astype(np.float64)
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{name}: NaN positions")
-    inf = np.isinf(want)
-    np.testing.assert_array_equal(got[inf], want[inf], err_msg=f"{name}: inf")
-    fin = ~np.isnan(want) & ~inf
-    fi = np.finfo(dtype)
-    allowed = ulps * float(fi.eps) * np.abs(want[fin]) + 4 * float(fi.smallest_subnormal)
-    err = np.abs(got[fin] - want[fin])  # inf where got is inf: fails
-    bad = ~(err <= allowed)
-    assert not bad.any(), f"{name}: got {got[fin][bad][:5]}, want {want[fin][bad][:5]}"
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pseudo_huber_extreme_values_match_exact(dtype):
-    d = np.array(HUBER_D, dtype=dtype)
+    # |d| across float32's range (subnormal to near max, both signs, zero) against deltas from 1e-30 to
+    # 3e38: the textbook (d/delta)^2 overflows or underflows in most of these pairs
+    d = np.array(HUBER_D_FINITE, dtype=dtype)
     for delta in HUBER_DELTA:
         delta_d = float(dtype(delta))  # the loss computes with delta in input's dtype
         exact = [_huber_exact(float(v), delta_d) for v in d]
@@ -311,19 +292,15 @@ def test_pseudo_huber_extreme_values_match_exact(dtype):
         with np.errstate(over="ignore" if delta_d * 3e38 > 3e38 else "raise", invalid="raise", divide="raise"):
             loss, grad = Lo.pseudo_huber_loss_forward(d, np.zeros_like(d), "none", delta=delta_d)
         assert loss.dtype == grad.dtype == dtype
-        _assert_elementwise(loss, [e[0] for e in exact], dtype, f"loss delta={delta}")
-        _assert_elementwise(grad, [e[1] for e in exact], dtype, f"grad delta={delta}")
+        assert_ulps(loss, [e[0] for e in exact], dtype, f"loss delta={delta}", ulps=4)
+        assert_ulps(grad, [e[1] for e in exact], dtype, f"grad delta={delta}", ulps=4)
         assert np.all(loss >= 0)
 
 
 def test_pseudo_huber_known_asymptotics():
     # the cases the textbook form got wrong in float32 (NaN loss, 0 gradient)
     one = np.ones(1, np.float32)
-    for d, delta, want_loss, want_grad in (
-        (1e20, 1.0, 1e20, 1.0),  # linear regime: delta |d|, gradient delta
-        (1.0, 1e-20, 1e-20, 1e-20),
-        (1.0, 1e30, 0.5, 1.0),  # quadratic regime: d^2 / 2, gradient d
-    ):
+    for d, delta, want_loss, want_grad in HUBER_KNOWN:  # linear regime, tiny delta, quadratic regime
         loss, grad = Lo.pseudo_huber_loss_forward(one * np.float32(d), 0 * one, "none", delta=delta)
         np.testing.assert_allclose(loss, want_loss, rtol=1e-6)
         np.testing.assert_allclose(grad, want_grad, rtol=1e-6)
@@ -337,15 +314,15 @@ def test_pseudo_huber_random_magnitudes_float64(gen):
     for dl in (float(delta[0]), float(delta[-1])):
         exact = np.array([_huber_exact(float(v), dl) for v in d])
         loss, grad = Lo.pseudo_huber_loss_forward(d, np.zeros_like(d), "none", delta=dl)
-        _assert_elementwise(loss, exact[:, 0], np.float64, "loss")
-        _assert_elementwise(grad, exact[:, 1], np.float64, "grad")
+        assert_ulps(loss, exact[:, 0], np.float64, "loss", ulps=4)
+        assert_ulps(grad, exact[:, 1], np.float64, "grad", ulps=4)
     # the two branches meet at |d| = delta: continuous across the switch
     for dl in delta[:20]:
         near = np.array([dl, np.nextafter(dl, np.inf), np.nextafter(dl, 0), -dl, 0.999 * dl, 1.001 * dl])
         exact = np.array([_huber_exact(float(v), float(dl)) for v in near])
         loss, grad = Lo.pseudo_huber_loss_forward(near, np.zeros_like(near), "none", delta=float(dl))
-        _assert_elementwise(loss, exact[:, 0], np.float64, f"loss near delta={dl}")
-        _assert_elementwise(grad, exact[:, 1], np.float64, f"grad near delta={dl}")
+        assert_ulps(loss, exact[:, 0], np.float64, f"loss near delta={dl}", ulps=4)
+        assert_ulps(grad, exact[:, 1], np.float64, f"grad near delta={dl}", ulps=4)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

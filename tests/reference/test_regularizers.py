@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
 import pytest
 import torch
 
 from dlgpu.reference import regularizers as R
-from dlgpu.testing import Tolerance, assert_close, check_gradients, compare, randn
+from dlgpu.testing import Tolerance, assert_close, assert_ulps, check_gradients, compare, max_norm_exact, randn
 
 PENALTIES = {
     "l1": (R.l1_penalty_forward, R.l1_penalty_backward, lambda w, lam: lam * w.abs().sum()),
@@ -228,24 +227,6 @@ def test_penalty_backward_grad_output_must_be_a_number(fn, gen):
 # ------------------------------------------------------ norms at extreme magnitudes
 
 
-def _max_norm_exact(w, c):
-    """max-norm of the rows of a 2-D float64 array: math.hypot's overflow-free norm, then each moved
-    entry w c / norm in exact rational arithmetic (no underflow of c / norm), rounded once."""
-    out = w.copy()
-    for i, row in enumerate(w):
-        n = math.hypot(*row)
-        if n > c:
-            out[i] = [float(Fraction(v) * Fraction(c) / Fraction(n)) for v in row]
-    return out
-
-
-def _assert_rel(got, want, dtype, name, ulps=4):
-    got, want = np.asarray(got, np.float64), np.asarray(want).astype(dtype).astype(np.float64)
-    fi = np.finfo(dtype)
-    bad = ~(np.abs(got - want) <= ulps * float(fi.eps) * np.abs(want) + 4 * float(fi.smallest_subnormal))
-    assert not bad.any(), f"{name}: got {got[bad][:4]}, want {want[bad][:4]}"
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_max_norm_rows_at_extreme_magnitudes(dtype):
     # float32: the squares of 1e20 and 3e38 overflow, those of 1e-30 underflow; float64: 1e200 / 1e-200
@@ -257,7 +238,7 @@ def test_max_norm_rows_at_extreme_magnitudes(dtype):
         with np.errstate(over="raise", invalid="raise", divide="raise"):
             out = R.max_norm_forward(w, c)
         assert out.dtype == dtype
-        _assert_rel(out, _max_norm_exact(w.astype(np.float64), c_d), dtype, f"max_norm c={c}")
+        assert_ulps(out, max_norm_exact(w.astype(np.float64), c_d), dtype, f"max_norm c={c}", ulps=4)
         moved = np.isin(np.arange(6), rows_moved)
         norms = np.array([math.hypot(*row) for row in out.astype(np.float64)])
         np.testing.assert_allclose(norms[moved], c_d, rtol=1e-6)  # not zeroed (overflow), not left (underflow)
@@ -280,10 +261,10 @@ def test_clip_grad_norm_at_extreme_magnitudes(dtype):
     ):
         out, total = R.clip_grad_norm_forward(grads, max_norm, 2.0)
         exact = math.hypot(*np.concatenate([g.astype(np.float64).ravel() for g in grads]))
-        _assert_rel(total, exact, dtype, "total")  # torch's float32 total is inf (1e20) or 0 (1e-30) here
+        assert_ulps(total, exact, dtype, "total", ulps=4)  # torch's float32 total is inf (1e20) or 0 (1e-30) here
         scale = min(1.0, float(dtype(max_norm)) / (exact + 1e-6))
         for o, g in zip(out, grads):
-            _assert_rel(o, g.astype(np.float64) * scale, dtype, "clipped", ulps=16)  # scale rounded in dtype
+            assert_ulps(o, g.astype(np.float64) * scale, dtype, "clipped", ulps=16)  # scale rounded in dtype
     # a total past float16's range is inf in float16 (it is returned in that dtype): everything clips to 0
     with np.errstate(over="ignore"):  # the float64 total's cast to float16 overflows, as it should
         out, total = R.clip_grad_norm_forward([np.full(8, 3e4, np.float16)], 1.0)

@@ -10,7 +10,8 @@ import torch
 
 from dlgpu.kernels.triton import losses as K
 from dlgpu.reference import losses as R
-from dlgpu.testing import assert_close, labels, randn, signs, uniform
+from dlgpu.testing import assert_close, assert_ulps, labels, randn, signs, to_numpy, uniform
+from dlgpu.testing.extremes import HUBER_D, HUBER_DELTA, HUBER_KNOWN
 from dlgpu.testing.loss_inputs import (
     LOSSES,
     huber_inputs,
@@ -32,12 +33,6 @@ def _dev(a: np.ndarray, dtype: torch.dtype | None) -> torch.Tensor:
     return t.to(dtype) if t.is_floating_point() and dtype is not None else t
 
 
-def _f64(t: torch.Tensor) -> np.ndarray:
-    """The values a kernel actually saw, in float64 for the reference (class indices unchanged)."""
-    t = t.detach().cpu()
-    return (t.double() if t.is_floating_point() else t).numpy()
-
-
 def check_loss(name, y, t, hyper, dname, gen, reductions=REDUCTIONS):
     """Forward (loss and gradient) and loss_backward of ``name`` in ``dname`` against the float64 reference."""
     fn = LOSSES[name][0]
@@ -46,7 +41,7 @@ def check_loss(name, y, t, hyper, dname, gen, reductions=REDUCTIONS):
     y, t = _dev(y, dtype), _dev(t, dtype)
     for reduction in reductions:
         loss, grad = fwd(y, t, reduction, **hyper)
-        want_loss, want_grad = rfwd(_f64(y), _f64(t), reduction, **hyper)
+        want_loss, want_grad = rfwd(to_numpy(y), to_numpy(t), reduction, **hyper)
         assert loss.dtype == grad.dtype == dtype and tuple(loss.shape) == want_loss.shape
         assert grad.shape == y.shape and grad.is_contiguous()
         assert_close(loss, want_loss, op=OP, dtype=dname, name=f"{name} {reduction} loss")
@@ -59,8 +54,8 @@ def check_loss(name, y, t, hyper, dname, gen, reductions=REDUCTIONS):
             g = float(gen.choice([-1.0, 1.0]) * gen.uniform(0.5, 2.0))
         d = K.loss_backward(g, grad, reduction)
         assert d.dtype == dtype
-        g64 = _f64(g) if reduction == "none" else np.asarray(_f64(torch.tensor(g, dtype=dtype)))
-        want = R.loss_backward(g64, _f64(grad), reduction)
+        g64 = to_numpy(g) if reduction == "none" else np.asarray(to_numpy(torch.tensor(g, dtype=dtype)))
+        want = R.loss_backward(g64, to_numpy(grad), reduction)
         assert_close(d, want, op=OP, dtype=dname, name=f"{name} {reduction} loss_backward")
 
 
@@ -145,17 +140,17 @@ def test_views_mixed_dtypes_and_scalar_kinds(gen):
     base, target = randn((11, 6), gen), randn((6, 11), gen)
     y = _dev(base, torch.float32).T  # 6,11 view, not contiguous
     got = K.mse_loss_forward(y, _dev(target, torch.float32), "none")
-    want = R.mse_loss_forward(_f64(y), _f64(_dev(target, torch.float32)), "none")
+    want = R.mse_loss_forward(to_numpy(y), to_numpy(_dev(target, torch.float32)), "none")
     assert_close(got[0], want[0], op=OP, dtype="float32")
     assert_close(got[1], want[1], op=OP, dtype="float32")
     logits, t, _ = logits_classes((7, 5), gen)
     got = K.cross_entropy_forward(_dev(logits, torch.float32), _dev(t, None).int(), "sum")  # int32 labels
-    want = R.cross_entropy_forward(_f64(_dev(logits, torch.float32)), t, "sum")
+    want = R.cross_entropy_forward(to_numpy(_dev(logits, torch.float32)), t, "sum")
     assert_close(got[0], want[0], op=OP, dtype="float32")
     assert_close(got[1], want[1], op=OP, dtype="float32")
     g = randn((7,), gen)
     d = K.loss_backward(_dev(g, torch.float64), got[1], "none")  # per-row factors, cast to grad's dtype
-    assert_close(d, R.loss_backward(_f64(_dev(g, torch.float32)), _f64(got[1]), "none"), op=OP, dtype="float32")
+    assert_close(d, R.loss_backward(to_numpy(_dev(g, torch.float32)), to_numpy(got[1]), "none"), op=OP, dtype="float32")
     for s in (0.5, torch.tensor(0.5, device=DEVICE), np.float64(0.5), np.asarray(0.5)):
         assert torch.equal(K.loss_backward(s, got[1], "sum"), got[1] * 0.5)
     # as the reference: a float64 target is checked as given, then cast to input's dtype
@@ -251,28 +246,6 @@ def test_loss_backward_grad_output_kinds(gen):
 # ---------------------------------------------------------------- extreme values
 
 
-def _assert_elementwise(got, want, dtype, name, ulps=16):
-    """Every element within ``ulps`` ulp of ``want`` (float64) rounded to ``dtype``, or within the smallest
-    normal of it (a GPU may flush subnormals); inf and NaN exactly where the rounded ``want`` has them."""
-    got = _f64(got) if isinstance(got, torch.Tensor) else np.asarray(got, dtype=np.float64)
-    with np.errstate(over="ignore"):  # overflow -> inf, as the kernel's
-        want = np.asarray(want, dtype=np.float64).astype(dtype).astype(np.float64)
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{name}: NaN positions")
-    inf = np.isinf(want)
-    np.testing.assert_array_equal(got[inf], want[inf], err_msg=f"{name}: inf")
-    fin = ~np.isnan(want) & ~inf
-    fi = np.finfo(dtype)
-    allowed = ulps * float(fi.eps) * np.abs(want[fin]) + float(fi.tiny)
-    bad = ~(np.abs(got[fin] - want[fin]) <= allowed)
-    assert not bad.any(), f"{name}: got {got[fin][bad][:5]}, want {want[fin][bad][:5]}"
-
-
-HUBER_D = (1e20, -1e20, 3e38, -3e38, 1.0, -1.0, 0.5, -7.25, 1e-20, -1e-20, 1e-38, 1e-44, 0.0, np.nan, np.inf, -np.inf)
-HUBER_DELTA = (1.0, 1e-20, 1e30, 0.7, 1e-30, 1e20, 3e38)
-# (d, delta, loss, gradient) the textbook form got wrong in float32: NaN losses, zero gradients
-KNOWN = ((1e20, 1.0, 1e20, 1.0), (1.0, 1e-20, 1e-20, 1e-20), (1.0, 1e30, 0.5, 1.0))
-
-
 @pytest.mark.filterwarnings("ignore:overflow encountered")  # the interpreter's numpy, where the loss is inf
 def test_pseudo_huber_extreme_values():
     # the float64 reference (checked against exact decimal arithmetic in tests/reference) on the same
@@ -283,18 +256,18 @@ def test_pseudo_huber_extreme_values():
         zeros = np.zeros(d.size)
         want_loss, want_grad = R.pseudo_huber_loss_forward(d.astype(np.float64), zeros, "none", delta=delta32)
         loss, grad = K.pseudo_huber_loss_forward(_dev(d, None), _dev(np.zeros_like(d), None), "none", delta=delta32)
-        _assert_elementwise(loss, want_loss, np.float32, f"loss delta={delta}")
-        _assert_elementwise(grad, want_grad, np.float32, f"grad delta={delta}")
+        assert_ulps(loss, want_loss, np.float32, f"loss delta={delta}", ulps=16, flush_subnormals=True)
+        assert_ulps(grad, want_grad, np.float32, f"grad delta={delta}", ulps=16, flush_subnormals=True)
         assert grad[14].item() == delta32 and grad[15].item() == -delta32  # d = +-inf: the slope +-delta
     # the cases the textbook form got wrong in float32 (NaN loss, 0 gradient), also through bfloat16 storage
     for dname in ("float32", "bfloat16"):
-        for dv, delta, want_loss, want_grad in KNOWN:
+        for dv, delta, want_loss, want_grad in HUBER_KNOWN:
             y = _dev(np.full(3, dv), DTYPES[dname])
             loss, grad = K.pseudo_huber_loss_forward(y, torch.zeros_like(y), "none", delta=delta)
-            want_loss = R.pseudo_huber_loss_forward(_f64(y), np.zeros(3), "none", delta=delta)[0]  # the stored y
+            want_loss = R.pseudo_huber_loss_forward(to_numpy(y), np.zeros(3), "none", delta=delta)[0]  # the stored y
             rtol = 1e-6 if dname == "float32" else 1e-2
-            np.testing.assert_allclose(_f64(loss), want_loss, rtol=rtol)
-            np.testing.assert_allclose(_f64(grad), want_grad, rtol=rtol)
+            np.testing.assert_allclose(to_numpy(loss), want_loss, rtol=rtol)
+            np.testing.assert_allclose(to_numpy(grad), want_grad, rtol=rtol)
             total = K.pseudo_huber_loss_forward(y, torch.zeros_like(y), "sum", delta=delta)[0]
             np.testing.assert_allclose(total.item(), want_loss.sum(), rtol=rtol)
 
@@ -306,16 +279,17 @@ def test_bce_with_logits_infinite_logits(dname):
     xt, tt = _dev(x, DTYPES[dname]), _dev(t, DTYPES[dname])
     loss, grad = K.binary_cross_entropy_with_logits_forward(xt, tt, "none")
     # (1 - t) x at +inf, -t x at -inf: inf unless the weight is 0, never inf - inf = NaN
-    np.testing.assert_array_equal(_f64(loss)[:6], [np.inf, 0.0, np.inf, 0.0, np.inf, np.inf])
-    np.testing.assert_array_equal(_f64(grad)[:6], [1.0, 0.0, 0.5, 0.0, -1.0, -0.5])
-    assert np.isnan(_f64(loss)[8]) and np.isnan(_f64(grad)[8])
-    want_loss, want_grad = R.binary_cross_entropy_with_logits_forward(_f64(xt), _f64(tt), "none")
+    np.testing.assert_array_equal(to_numpy(loss)[:6], [np.inf, 0.0, np.inf, 0.0, np.inf, np.inf])
+    np.testing.assert_array_equal(to_numpy(grad)[:6], [1.0, 0.0, 0.5, 0.0, -1.0, -0.5])
+    assert np.isnan(to_numpy(loss)[8]) and np.isnan(to_numpy(grad)[8])
+    want_loss, want_grad = R.binary_cross_entropy_with_logits_forward(to_numpy(xt), to_numpy(tt), "none")
     assert_close(loss[6:8], want_loss[6:8], op=OP, dtype=dname)
     assert_close(grad[6:8], want_grad[6:8], op=OP, dtype=dname)
     for reduction in ("sum", "mean"):
         assert K.binary_cross_entropy_with_logits_forward(xt[:8], tt[:8], reduction)[0].item() == np.inf
-        got = K.binary_cross_entropy_with_logits_forward(xt[[1, 3, 6]], tt[[1, 3, 6]], reduction)[0]
-        want = R.binary_cross_entropy_with_logits_forward(_f64(xt)[[1, 3, 6]], _f64(tt)[[1, 3, 6]], reduction)[0]
+        idx = [1, 3, 6]
+        got = K.binary_cross_entropy_with_logits_forward(xt[idx], tt[idx], reduction)[0]
+        want = R.binary_cross_entropy_with_logits_forward(to_numpy(xt)[idx], to_numpy(tt)[idx], reduction)[0]
         assert torch.isfinite(got)
         assert_close(got, want, op=OP, dtype=dname)
 

@@ -6,7 +6,6 @@ NaN/inf propagation, empty tensors, bad input."""
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ import torch
 
 from dlgpu.kernels.triton import regularizers as K
 from dlgpu.reference import regularizers as R
-from dlgpu.testing import assert_close, randn
+from dlgpu.testing import assert_close, assert_ulps, max_norm_exact, randn, round_to, to_numpy
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -23,10 +22,6 @@ NORMS = [1.0, 2.0, float("inf")]
 
 def tt(a, dtype: str = "float32", device: str = DEVICE) -> torch.Tensor:
     return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(device=device, dtype=DTYPES[dtype])
-
-
-def f64(t: torch.Tensor) -> np.ndarray:
-    return t.detach().double().cpu().numpy()
 
 
 @pytest.fixture
@@ -47,12 +42,12 @@ def test_penalties_match_reference(kind, dtype, gen):
     rfwd, rbwd = getattr(R, f"{kind}_penalty_forward"), getattr(R, f"{kind}_penalty_backward")
     r = fwd(w, lam)
     assert r.shape == () and r.dtype == DTYPES[dtype] and r.device == w.device
-    assert_close(r, rfwd(f64(w), lam), op=kind, dtype=dtype)
+    assert_close(r, rfwd(to_numpy(w), lam), op=kind, dtype=dtype)
     for go in (1.0, 0.37, np.array(-1.5), torch.tensor(0.37, dtype=torch.float64, device=DEVICE), torch.tensor(2.0)):
         d = bwd(w, lam, go)
         assert d.dtype == DTYPES[dtype] and d.shape == w.shape
-        assert_close(d, rbwd(f64(w), lam, float(go)), op=kind, dtype=dtype, name=f"{kind} grad")
-    assert_close(bwd(w, lam), rbwd(f64(w), lam), op=kind, dtype=dtype)
+        assert_close(d, rbwd(to_numpy(w), lam, float(go)), op=kind, dtype=dtype, name=f"{kind} grad")
+    assert_close(bwd(w, lam), rbwd(to_numpy(w), lam), op=kind, dtype=dtype)
 
 
 def test_penalty_gradients_exact_in_float32(gen):
@@ -60,19 +55,19 @@ def test_penalty_gradients_exact_in_float32(gen):
     w[0, :3] = [0.0, -0.0, np.nan]
     wt = torch.from_numpy(w).to(DEVICE)
     for kind in ("l1", "l2"):
-        got = f64(getattr(K, f"{kind}_penalty_backward")(wt, 0.3, 0.7))
+        got = to_numpy(getattr(K, f"{kind}_penalty_backward")(wt, 0.3, 0.7))
         np.testing.assert_array_equal(got, getattr(R, f"{kind}_penalty_backward")(w, 0.3, 0.7))  # NaN where it is
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_multi_program_reductions(dtype, gen, small_blocks):
     w = tt(randn((43, 29), gen), dtype)  # 1247 elements: 20 blocks over 4 programs, 5 steps each
-    assert_close(K.l1_penalty_forward(w, 0.5), R.l1_penalty_forward(f64(w), 0.5), op="l1", dtype=dtype)
-    assert_close(K.l2_penalty_forward(w, 0.5), R.l2_penalty_forward(f64(w), 0.5), op="l2", dtype=dtype)
+    assert_close(K.l1_penalty_forward(w, 0.5), R.l1_penalty_forward(to_numpy(w), 0.5), op="l1", dtype=dtype)
+    assert_close(K.l2_penalty_forward(w, 0.5), R.l2_penalty_forward(to_numpy(w), 0.5), op="l2", dtype=dtype)
     gs = [w, tt(randn((3,), gen), dtype), tt(randn((300,), gen), dtype)]
     for nt in NORMS:
         out, total = K.clip_grad_norm_forward(gs, 1.0, nt)
-        ref, rtotal = R.clip_grad_norm_forward([f64(g) for g in gs], 1.0, nt)
+        ref, rtotal = R.clip_grad_norm_forward([to_numpy(g) for g in gs], 1.0, nt)
         assert_close(total, rtotal, op="clip_grad_norm", dtype=dtype)
         for o, r in zip(out, ref):
             assert_close(o, r, op="clip_grad_norm", dtype=dtype)
@@ -90,13 +85,13 @@ def rows_around(shape, c, gen):
 def check_max_norm(w, c, dtype):
     wt = tt(w, dtype)
     got = K.max_norm_forward(wt, c)
-    ref = R.max_norm_forward(f64(wt), c)
+    ref = R.max_norm_forward(to_numpy(wt), c)
     assert got.dtype == DTYPES[dtype] and got.shape == wt.shape
     assert_close(got, ref, op="max_norm", dtype=dtype)
-    flat = f64(wt).reshape(wt.shape[0], -1)
+    flat = to_numpy(wt).reshape(wt.shape[0], -1)
     under = np.sqrt((flat * flat).sum(axis=1)) < c * 0.99  # clearly within the bound: unchanged bit for bit
     assert under.any() and not under.all()
-    np.testing.assert_array_equal(f64(got).reshape(flat.shape)[under], flat[under])
+    np.testing.assert_array_equal(to_numpy(got).reshape(flat.shape)[under], flat[under])
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
@@ -113,7 +108,7 @@ def test_clip_grad_norm_matches_reference(norm_type, dtype, gen):
     gs = [tt(randn(s, gen), dtype) for s in [(3, 4), (57,), (1,), (2, 3, 5)]]
     for max_norm in (0.5, 1e4):  # clipped, and left alone (scale 1)
         out, total = K.clip_grad_norm_forward(gs, max_norm, norm_type)
-        ref, rtotal = R.clip_grad_norm_forward([f64(g) for g in gs], max_norm, norm_type)
+        ref, rtotal = R.clip_grad_norm_forward([to_numpy(g) for g in gs], max_norm, norm_type)
         assert total.shape == () and total.dtype == DTYPES[dtype]
         assert_close(total, rtotal, op="clip_grad_norm", dtype=dtype, name="total")
         for o, r, g in zip(out, ref, gs):
@@ -132,9 +127,9 @@ def test_clip_grad_norm_nonfinite_and_overflow(gen):
             with np.errstate(invalid="ignore"):
                 ref, rtotal = R.clip_grad_norm_forward([h.astype(np.float32), g.astype(np.float32)], 1.0, nt)
             out, total = K.clip_grad_norm_forward([tt(h), tt(g)], 1.0, nt)
-            np.testing.assert_array_equal(f64(total), rtotal)  # NaN / inf propagate as in torch
+            np.testing.assert_array_equal(to_numpy(total), rtotal)  # NaN / inf propagate as in torch
             for o, r in zip(out, ref):
-                np.testing.assert_array_equal(np.isnan(f64(o)), np.isnan(r))
+                np.testing.assert_array_equal(np.isnan(to_numpy(o)), np.isnan(r))
     # a float16 total norm past 65504 is inf in float16: the reference then scales everything to 0
     big = tt(np.full(8, 3e4), "float16")
     out, total = K.clip_grad_norm_forward([big], 1.0, 2.0)
@@ -144,10 +139,12 @@ def test_clip_grad_norm_nonfinite_and_overflow(gen):
 def test_clip_grad_value_matches_reference(gen):
     for dtype in DTYPES:
         g = tt(randn((13, 7), gen, scale=2.0), dtype)
-        assert_close(K.clip_grad_value_forward(g, 0.8), R.clip_grad_value_forward(f64(g), 0.8), op="clip", dtype=dtype)
+        assert_close(
+            K.clip_grad_value_forward(g, 0.8), R.clip_grad_value_forward(to_numpy(g), 0.8), op="clip", dtype=dtype
+        )
     g = randn((5, 3), gen, dtype=np.float32)
     g[0, 0] = np.nan
-    got = f64(K.clip_grad_value_forward(torch.from_numpy(g).to(DEVICE), 0.8))
+    got = to_numpy(K.clip_grad_value_forward(torch.from_numpy(g).to(DEVICE), 0.8))
     np.testing.assert_array_equal(got, R.clip_grad_value_forward(g, 0.8))  # exact; NaN kept
 
 
@@ -160,8 +157,8 @@ def test_empty_and_noncontiguous(gen):
     out, total = K.clip_grad_norm_forward([e, tt([3.0, 4.0])], 1.0)
     assert out[0].shape == (0, 3) and abs(total.item() - 5.0) < 1e-6
     w = tt(randn((11, 8), gen)).t()  # 8,11 view
-    assert_close(K.max_norm_forward(w, 1.5), R.max_norm_forward(f64(w), 1.5), op="max_norm", dtype="float32")
-    assert_close(K.l1_penalty_forward(w, 0.1), R.l1_penalty_forward(f64(w), 0.1), op="l1", dtype="float32")
+    assert_close(K.max_norm_forward(w, 1.5), R.max_norm_forward(to_numpy(w), 1.5), op="max_norm", dtype="float32")
+    assert_close(K.l1_penalty_forward(w, 0.1), R.l1_penalty_forward(to_numpy(w), 0.1), op="l1", dtype="float32")
     w0 = w.clone()
     K.clip_grad_norm_forward([w], 0.1)
     K.max_norm_forward(w, 0.1)
@@ -221,46 +218,23 @@ def test_penalty_backward_bool_tensor_is_rejected():
 # ------------------------------------------------------ norms at extreme magnitudes
 
 
-def _max_norm_exact(w, c):
-    """max-norm of the rows of a 2-D float64 array: math.hypot's overflow-free norm, then each moved
-    entry w c / norm in exact rational arithmetic, rounded once."""
-    out = w.copy()
-    for i, row in enumerate(w):
-        n = math.hypot(*row)
-        if n > c:
-            out[i] = [float(Fraction(v) * Fraction(c) / Fraction(n)) for v in row]
-    return out
-
-
-def _assert_rel(got, want, dtype, name, ulps=8):
-    """Within ``ulps`` ulp of ``want`` rounded to ``dtype``, or the smallest normal (a GPU may flush subnormals)."""
-    got = f64(got) if isinstance(got, torch.Tensor) else np.asarray(got, np.float64)
-    want = torch.tensor(np.asarray(want, np.float64)).to(DTYPES[dtype]).double().numpy()  # rounded to dtype
-    fi = torch.finfo(DTYPES[dtype])
-    bad = ~(np.abs(got - want) <= ulps * fi.eps * np.abs(want) + fi.tiny)
-    assert not bad.any(), f"{name}: got {got[bad][:4]}, want {want[bad][:4]}"
-
-
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_max_norm_rows_at_extreme_magnitudes(dtype):
     # the squares of 1e20 and 3e38 overflow fp32, those of 1e-30 underflow it (bfloat16 has fp32's range)
     w = tt([[1e20, 1e20, 0.0], [1e-30, 1e-30, 0.0], [1e-30, -1e-30, 1e-30], [3e38, 3e38, 0.0], [1e20, 1e-30, -1e20],
             [0.3, 0.0, 0.4]], dtype)  # fmt: skip
-    w64 = f64(w)
+    w64 = to_numpy(w)
     for c, rows_moved in ((1.0, [0, 3, 4]), (1e-31, [0, 1, 2, 3, 4, 5]), (0.25, [0, 3, 4, 5])):
-        c_d = _cast_f64(c, dtype)
+        c_d = float(round_to(c, dtype))
         out = K.max_norm_forward(w, c)
-        _assert_rel(out, _max_norm_exact(w64, c_d), dtype, f"max_norm c={c}")
+        assert_ulps(out, max_norm_exact(w64, c_d), dtype, f"max_norm c={c}", flush_subnormals=True)
         moved = np.isin(np.arange(6), rows_moved)
-        norms = np.array([math.hypot(*row) for row in f64(out)])
+        norms = np.array([math.hypot(*row) for row in to_numpy(out)])
         np.testing.assert_allclose(norms[moved], c_d, rtol=1e-6 if dtype == "float32" else 1e-2)
         assert torch.equal(out[~torch.from_numpy(moved)], w[~torch.from_numpy(moved)])  # bit for bit
     if dtype == "float32":
-        _assert_rel(K.max_norm_forward(w, 1.0), R.max_norm_forward(w64.astype(np.float32), 1.0), dtype, "vs reference")
-
-
-def _cast_f64(v: float, dtype: str) -> float:
-    return torch.tensor(v, dtype=DTYPES[dtype]).double().item()
+        want = R.max_norm_forward(w64.astype(np.float32), 1.0)
+        assert_ulps(K.max_norm_forward(w, 1.0), want, dtype, "vs reference", flush_subnormals=True)
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")  # the L2 penalty's float32 inf, on purpose
@@ -271,16 +245,19 @@ def test_clip_grad_norm_at_extreme_magnitudes():
         ([tt([1e-30, -1e-30])], 1e-31),
     ):
         out, total = K.clip_grad_norm_forward(grads, max_norm, 2.0)
-        ref_out, ref_total = R.clip_grad_norm_forward([f64(g).astype(np.float32) for g in grads], max_norm, 2.0)
-        exact = math.hypot(*np.concatenate([f64(g).ravel() for g in grads]))
-        _assert_rel(total, exact, "float32", "total")  # torch's float32 total is inf (1e20) or 0 (1e-30) here
-        scale = min(1.0, _cast_f64(max_norm, "float32") / (exact + 1e-6))
+        ref_out, ref_total = R.clip_grad_norm_forward([to_numpy(g).astype(np.float32) for g in grads], max_norm, 2.0)
+        exact = math.hypot(*np.concatenate([to_numpy(g).ravel() for g in grads]))
+        # torch's float32 total is inf (1e20) or 0 (1e-30) here
+        assert_ulps(total, exact, "float32", "total", flush_subnormals=True)
+        scale = min(1.0, float(round_to(max_norm, "float32")) / (exact + 1e-6))
         for o, r, g in zip(out, ref_out, grads):
-            _assert_rel(o, f64(g) * scale, "float32", "clipped", ulps=16)  # the scale is rounded in float32
-            _assert_rel(o, r, "float32", "vs reference")
+            # the scale is rounded in float32
+            assert_ulps(o, to_numpy(g) * scale, "float32", "clipped", ulps=16, flush_subnormals=True)
+            assert_ulps(o, r, "float32", "vs reference", flush_subnormals=True)
     # the L2 penalty keeps the reference's order: the float32 sum of squares (1e40) is inf before lam
     w = tt([[1e20, 1e20]])
-    assert K.l2_penalty_forward(w, 1e-10).item() == R.l2_penalty_forward(f64(w).astype(np.float32), 1e-10) == np.inf
+    want = R.l2_penalty_forward(to_numpy(w).astype(np.float32), 1e-10)
+    assert K.l2_penalty_forward(w, 1e-10).item() == want == np.inf
 
 
 @pytest.mark.gpu
@@ -290,15 +267,15 @@ def test_gpu_realistic_shapes(dtype, gen):
     wt = tt(w, dtype)
     for kind in ("l1", "l2"):
         fwd, rfwd = getattr(K, f"{kind}_penalty_forward"), getattr(R, f"{kind}_penalty_forward")
-        assert_close(fwd(wt, 1e-3), rfwd(f64(wt), 1e-3), op=kind, dtype=dtype)
+        assert_close(fwd(wt, 1e-3), rfwd(to_numpy(wt), 1e-3), op=kind, dtype=dtype)
         bwd, rbwd = getattr(K, f"{kind}_penalty_backward"), getattr(R, f"{kind}_penalty_backward")
         go = torch.tensor(0.5, device=DEVICE)
-        assert_close(bwd(wt, 1e-3, go), rbwd(f64(wt), 1e-3, 0.5), op=kind, dtype=dtype)
-    assert_close(K.max_norm_forward(wt, 1.5), R.max_norm_forward(f64(wt), 1.5), op="max_norm", dtype=dtype)
+        assert_close(bwd(wt, 1e-3, go), rbwd(to_numpy(wt), 1e-3, 0.5), op=kind, dtype=dtype)
+    assert_close(K.max_norm_forward(wt, 1.5), R.max_norm_forward(to_numpy(wt), 1.5), op="max_norm", dtype=dtype)
     gs = [wt, tt(randn((4096, 1000), gen, scale=0.01), dtype), tt(randn((1000,), gen), dtype)]
     for nt in NORMS:
         out, total = K.clip_grad_norm_forward(gs, 1.0, nt)
-        ref, rtotal = R.clip_grad_norm_forward([f64(g) for g in gs], 1.0, nt)
+        ref, rtotal = R.clip_grad_norm_forward([to_numpy(g) for g in gs], 1.0, nt)
         assert_close(total, rtotal, op="clip_grad_norm", dtype=dtype)
         for o, r in zip(out, ref):
             assert_close(o, r, op="clip_grad_norm", dtype=dtype)
