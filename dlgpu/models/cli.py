@@ -10,6 +10,8 @@ Registration imports nothing heavy (torch loads when a command runs), so ``dlgpu
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from typing import Any
 
@@ -17,13 +19,20 @@ DIGIT_MODELS = ("mlp", "convnet", "lenet5", "alexnet", "zfnet", "vgg11", "vgg16"
 CELL_MODELS = ("rnn", "lstm", "gru", "mgu")
 SEQUENCE_TASKS = ("adding", "adding_cls", "first_token", "copy", "reverse")  # dlgpu.models.tasks.TASKS
 BACKENDS = ("auto", "numpy", "numba", "triton", "cupy")  # dlgpu.ops CHOICES
+# The side the digits are shown to each model at (nearest-neighbour upsampled from 8): the VGGs see them at
+# 32x32, their small configuration's native size. At 8x8 only three of VGG's five poolings fit and 6 (VGG-16)
+# or 4 (VGG-11) of its convolutions run on 1x1 maps, where only the kernel's centre tap sees data; with
+# torchvision's initialisation (cnn.vgg_init_) the class scores then start ~1e-7 and Adam's updates stall
+# (10 epochs: VGG-16 0.21 test accuracy, VGG-11 0.31; at 32x32: 0.66 and 0.76, seed 0).
+DIGITS_INPUT_SIZE = {"vgg11": 32, "vgg16": 32}
 
 
 def digits_model(name: str) -> Any:
-    """The network ``name`` (one of DIGIT_MODELS) sized for 8x8x1 digits and 10 classes.
+    """The network ``name`` (one of DIGIT_MODELS) sized for the digits (1 channel, 10 classes).
 
-    mlp: 64 -> 128 -> 64 -> 10; convnet: the course's pattern with N=2, M=2, K=1; the case studies in
-    their small configuration at input_size=8.
+    mlp: 64 -> 128 -> 64 -> 10; convnet: the course's pattern with N=2, M=2, K=1 at 8x8; the case
+    studies in their small configuration at input_size ``DIGITS_INPUT_SIZE.get(name, 8)`` (32 for the
+    VGGs: feed them ``load_digits(upsample=4)``).
     """
     from . import cnn
 
@@ -33,13 +42,20 @@ def digits_model(name: str) -> Any:
         return cnn.mlp(64, (128, 64), 10)
     if name == "convnet":
         return cnn.convnet((1, 8, 8), 10)
-    return getattr(cnn, name)(10, 1, small=True, input_size=8)
+    return getattr(cnn, name)(10, 1, small=True, input_size=DIGITS_INPUT_SIZE.get(name, 8))
 
 
 def _positive_int(text: str) -> int:
     v = int(text)
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text}")
+    return v
+
+
+def _seq_len(text: str) -> int:
+    v = int(text)
+    if v < 2:
+        raise argparse.ArgumentTypeError(f"expected an int >= 2 (the tasks need two steps), got {text}")
     return v
 
 
@@ -56,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a model: CNN/MLP on the 8x8 digits, or a recurrent cell on a synthetic sequence task",
         description="Train MODEL and print per-epoch loss/accuracy and the final test score. "
-        f"Digits models: {', '.join(DIGIT_MODELS)}; recurrent cells: {', '.join(CELL_MODELS)} "
+        f"Digits models: {', '.join(DIGIT_MODELS)} (vgg11 and vgg16 see the digits upsampled to 32x32); "
+        f"recurrent cells: {', '.join(CELL_MODELS)} "
         "(with --variant, --task, --seq-len, --hidden-size).",
     )
     t.add_argument("model", metavar="MODEL", choices=DIGIT_MODELS + CELL_MODELS, help="model to train")
@@ -70,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--variant", default=None, help="cell variant: rnn tanh|relu, lstm forget|no_forget|peephole, "
                    "gru cudnn|cho")  # fmt: skip
     t.add_argument("--task", choices=SEQUENCE_TASKS, default="adding", help="sequence task (recurrent cells)")
-    t.add_argument("--seq-len", type=_positive_int, default=50, help="sequence length (recurrent cells)")
+    t.add_argument("--seq-len", type=_seq_len, default=50, help="sequence length >= 2 (recurrent cells)")
     t.add_argument("--hidden-size", type=_positive_int, default=32, help="hidden units (recurrent cells)")
     t.set_defaults(fn=_train)
 
@@ -105,41 +122,129 @@ def _backend(name: str | None) -> Any:
     return use_backend(name)
 
 
+def _error(message: str) -> int:
+    """Print ``error: message`` on stderr; the exit status of a bad argument (2, as argparse's)."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _device_error(text: str | None) -> str | None:
+    """Why --device ``text`` cannot be used here, or None when it can (None: the default, always usable)."""
+    if text is None:
+        return None
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError) as e:
+        return f"--device: {text!r} is not a torch device ({e})"
+    if dev.type == "cpu":
+        return None
+    if dev.type != "cuda":
+        return f"--device must be cpu or cuda (the devices dlgpu's kernels run on), got {text!r}"
+    if not torch.cuda.is_available():
+        return f"--device {text}: CUDA is not available here (no CUDA device, or torch built without CUDA); use cpu"
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        return f"--device {text}: there are only {torch.cuda.device_count()} CUDA device(s)"
+    return None
+
+
+def _backend_error(name: str | None) -> str | None:
+    """Why --backend ``name`` cannot run here, or None when it can (None and auto: chosen per op)."""
+    if name is None or name == "auto":
+        return None
+    from dlgpu.ops import backends
+
+    status = backends()[name]
+    return None if status.available else f"--backend {name} is unavailable here: {status.reason}"
+
+
+def _backend_failure(name: str | None, exc: Exception) -> str:
+    """The message for a BackendError raised while running: the kernels could not run as asked."""
+    return f"--backend {name}: {exc}" if name is not None else f"no backend can run this: {exc}"
+
+
+def _out_error(path: str, flag: str = "--out") -> str | None:
+    """Why the output file ``path`` cannot be written, or None: checked before any training."""
+    if os.path.isdir(path):
+        return f"{flag}: {path} is a directory"
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return f"{flag}: directory {directory} does not exist"
+    import tempfile
+
+    try:  # a real write: os.access says yes to root everywhere, /proc and read-only mounts included
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        return f"{flag}: directory {directory} is not writable ({e.strerror or e})"
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return f"{flag}: {path} is not writable"
+    return None
+
+
+def _variant_error(model: str, variant: str | None) -> str | None:
+    """Why --variant ``variant`` does not fit ``model``, or None."""
+    if variant is None:
+        return None
+    if model not in CELL_MODELS:
+        return f"--variant is for the recurrent cells ({', '.join(CELL_MODELS)}), not {model}"
+    from .recurrent import VARIANTS
+
+    if not VARIANTS[model]:
+        return f"--variant: {model} has one form and takes no variant, got {variant!r}"
+    if variant not in VARIANTS[model]:
+        return f"--variant for {model} must be one of {', '.join(VARIANTS[model])}; got {variant!r}"
+    return None
+
+
 def _train(args: argparse.Namespace) -> int:
     import torch
 
+    from dlgpu.ops import BackendError
+
+    for problem in (_variant_error(args.model, args.variant), _device_error(args.device),
+                    _backend_error(args.backend)):  # fmt: skip
+        if problem is not None:
+            return _error(problem)
     if args.model in CELL_MODELS:
         from .tasks import train_sequence
 
-        with _backend(args.backend):
-            res = train_sequence(
-                args.model, args.task, seq_len=args.seq_len, hidden_size=args.hidden_size, epochs=args.epochs or 8,
-                batch_size=args.batch_size or 32, lr=args.lr or 1e-2, seed=args.seed, variant=args.variant,
-                progress=not args.no_progress, log=print, device=args.device,
-            )  # fmt: skip
+        try:
+            with _backend(args.backend):
+                res = train_sequence(
+                    args.model, args.task, seq_len=args.seq_len, hidden_size=args.hidden_size,
+                    epochs=args.epochs or 8, batch_size=args.batch_size or 32, lr=args.lr or 1e-2, seed=args.seed,
+                    variant=args.variant, progress=not args.no_progress, log=print, device=args.device,
+                )  # fmt: skip
+        except BackendError as e:  # e.g. a backend that has no kernel for an op, or not for --device's tensors
+            return _error(_backend_failure(args.backend, e))
         final, base = res["final"], res["baseline"]
         metric = "mse" if "mse" in final else "accuracy"
         print(f"final test {metric}: {final[metric]:.4f} (baseline {base[metric]:.4f}) in {res['seconds']:.1f} s")
         return 0
-    if args.variant is not None:
-        print(f"error: --variant is for the recurrent cells ({', '.join(CELL_MODELS)}), not {args.model}")
-        return 2
     from .data import load_digits
-    from .train import fit
+    from .train import _has_batch_norm, fit
 
-    data = load_digits(seed=args.seed, scaling="standard", flatten=args.model == "mlp")
+    batch_size = args.batch_size or 64
+    upsample = DIGITS_INPUT_SIZE.get(args.model, 8) // 8
+    data = load_digits(seed=args.seed, scaling="standard", flatten=args.model == "mlp", upsample=upsample)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(args.seed)
     model = digits_model(args.model)
+    if batch_size < 2 and _has_batch_norm(model):
+        return _error(f"--batch-size must be >= 2 for {args.model} (batch normalisation cannot train on one sample)")
     print(model.summary())
     model.to(device)
     x_train, y_train, x_test, y_test = (t.to(device) for t in (data.x_train, data.y_train, data.x_test, data.y_test))
     t0 = time.perf_counter()
-    hist = fit(
-        model, x_train, y_train, x_test=x_test, y_test=y_test, epochs=args.epochs or 10,
-        batch_size=args.batch_size or 64, lr=args.lr or 1e-3, seed=args.seed, backend=args.backend,
-        progress=not args.no_progress,
-    )  # fmt: skip
+    try:
+        hist = fit(
+            model, x_train, y_train, x_test=x_test, y_test=y_test, epochs=args.epochs or 10, batch_size=batch_size,
+            lr=args.lr or 1e-3, seed=args.seed, backend=args.backend, progress=not args.no_progress,
+        )  # fmt: skip
+    except BackendError as e:
+        return _error(_backend_failure(args.backend, e))
     print(f"final test accuracy: {hist['test_acc'][-1]:.4f} ({len(data.y_test)} digits, "
           f"{time.perf_counter() - t0:.1f} s)")  # fmt: skip
     return 0
@@ -252,14 +357,21 @@ def save_grid(result: dict[str, Any], path: str, columns: int = 10) -> list[int]
 
 
 def _autoencode(args: argparse.Namespace) -> int:
+    from dlgpu.ops import BackendError
+
     if not args.k < 64:
-        print(f"error: --k must be < 64 (the digits have 64 pixels), got {args.k}")
-        return 2
-    result = autoencode_comparison(
-        args.k, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size,
-        hidden=tuple(args.hidden), seed=args.seed, backend=args.backend, progress=not args.no_progress,
-        log=None,
-    )  # fmt: skip
+        return _error(f"--k must be < 64 (the digits have 64 pixels), got {args.k}")
+    for problem in (_backend_error(args.backend), _out_error(args.out)):
+        if problem is not None:
+            return _error(problem)
+    try:
+        result = autoencode_comparison(
+            args.k, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size,
+            hidden=tuple(args.hidden), seed=args.seed, backend=args.backend, progress=not args.no_progress,
+            log=None,
+        )  # fmt: skip
+    except BackendError as e:
+        return _error(_backend_failure(args.backend, e))
     print(error_table(result))
     print("error: (1/N) sum_n ||x_n - x_hat_n||^2 over the 64 pixels in [0, 1]; PCA fitted on the training split")
     save_grid(result, args.out, args.columns)

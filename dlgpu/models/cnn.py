@@ -353,7 +353,35 @@ def _vgg(name: str, num_classes: int, in_channels: int, small: bool, input_size:
     st.fc(fc, dropout=dropout)
     st.fc(fc, dropout=dropout)
     st.fc(check_int(num_classes, "num_classes"), "none")
-    return st.network()
+    net = st.network()
+    vgg_init_(net)
+    return net
+
+
+@torch.no_grad()
+def vgg_init_(model: nn.Module) -> nn.Module:
+    """torchvision's VGG initialisation, in place: every Conv2d weight kaiming_normal_ (fan_out, ReLU gain,
+    so std sqrt(2 / (out_channels * kh * kw))), every Linear weight normal(0, 0.01), every bias zero.
+
+    Torch's default (kaiming_uniform_ with a = sqrt(5): std 1 / sqrt(3 * fan_in)) shrinks the signal by
+    about sqrt(6) per ReLU layer; through the 13 convolutions of VGG-16 without batch normalisation the
+    class scores and gradients all but vanish and training stays at chance.
+
+    Args:
+        model: any module; its torch.nn.Conv2d and torch.nn.Linear submodules (dlgpu's included) are reset.
+    Returns:
+        ``model``.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+        else:
+            continue
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    return model
 
 
 def vgg11(num_classes: int = 1000, in_channels: int = 3, *, small: bool = False, input_size: int | None = None,
@@ -362,7 +390,8 @@ def vgg11(num_classes: int = 1000, in_channels: int = 3, *, small: bool = False,
     each closed by 2x2 max pooling, then FC 4096 -> FC 4096 -> FC num_classes.
 
     Full size (224x224x3 -> 7x7x512 before the FCs): 132,863,336 parameters. small=True: widths / 8
-    (8 ... 64), FC 128; on 8x8 inputs the last two poolings are skipped.
+    (8 ... 64), FC 128; on 8x8 inputs the last two poolings are skipped. Initialised as torchvision's
+    VGG (``vgg_init_``): without batch normalisation, torch's default initialisation leaves it at chance.
     """
     return _vgg("vgg11", num_classes, in_channels, small, input_size, dropout)
 
@@ -371,7 +400,7 @@ def vgg16(num_classes: int = 1000, in_channels: int = 3, *, small: bool = False,
           dropout: float = 0.5) -> Network:  # fmt: skip
     """VGG-16 (configuration D): 13 3x3 convolutions (pad 1) in 5 stages with 2x2 max pooling, then
     FC 4096 -> FC 4096 -> FC num_classes: 16 CONV/FC layers, 138,357,544 parameters at 224x224x3.
-    small=True as in vgg11.
+    small=True and the initialisation as in vgg11.
     """
     return _vgg("vgg16", num_classes, in_channels, small, input_size, dropout)
 

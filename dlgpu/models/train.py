@@ -69,9 +69,30 @@ def _progress(enabled: bool, total: int, what: str) -> Iterator[Callable[[str], 
         yield lambda desc: bar.update(task, advance=1, description=desc)
 
 
-def _batches(n: int, batch_size: int, gen: torch.Generator | None) -> list[Tensor]:
+def _batches(n: int, batch_size: int, gen: torch.Generator | None, merge_single: bool = False) -> list[Tensor]:
+    """Indices of the minibatches over n samples: shuffled by ``gen`` (None: in order), ``batch_size`` each
+    but the last.
+
+    With ``merge_single`` a last batch of one sample (n = k * batch_size + 1, k >= 1, batch_size >= 2) joins
+    the one before it (which then has batch_size + 1 samples): training never feeds a lone sample, which batch
+    normalisation cannot normalise ("Expected more than 1 value per channel when training"), and every
+    sample is still used once per epoch.
+    """
     order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
-    return list(torch.split(order, batch_size))
+    batches = list(torch.split(order, batch_size))
+    if merge_single and batch_size > 1 and len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
+
+
+def _num_train_batches(n: int, batch_size: int) -> int:
+    """len(_batches(n, batch_size, gen, merge_single=True)): the training steps per epoch."""
+    steps = -(-n // batch_size)
+    return steps - 1 if steps > 1 and n % batch_size == 1 else steps
+
+
+def _has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def _is_classification(output: Tensor, target: Tensor) -> bool:
@@ -140,7 +161,10 @@ def fit(
         model: maps [B, ...] inputs to outputs ``loss_fn`` takes (class scores [B, K] by default).
         x_train: [N, ...]; y_train: [N] int64 labels (or whatever ``loss_fn`` expects).
         x_test, y_test: optional held-out data, evaluated after every epoch.
-        epochs, batch_size, lr, optimizer (adam | sgd), weight_decay: the usual.
+        epochs, batch_size, lr, optimizer (adam | sgd), weight_decay: the usual. When N = k * batch_size + 1
+            the lone last sample joins the batch before it (batch normalisation cannot train on one
+            sample); every sample is used once per epoch. A model with batch normalisation needs
+            batch_size >= 2 and N >= 2.
         loss_fn: (output, target) -> scalar mean loss; default dlgpu's cross-entropy.
         seed: seeds the shuffling (not the model's initialisation: seed torch before building it).
         backend: a dlgpu backend to run the kernels on (None: the one in force).
@@ -163,11 +187,16 @@ def fit(
         )
     if (x_test is None) != (y_test is None):
         raise ValueError("x_test and y_test must be given together")
+    n = int(x_train.shape[0])
+    if _has_batch_norm(model) and (batch_size < 2 or n < 2):
+        raise ValueError(
+            f"batch_size and the number of training samples must be >= 2 for a model with batch normalisation "
+            f"(it cannot train on one sample), got batch_size={batch_size} and {n} samples"
+        )
     loss_fn = loss_fn or cross_entropy
     opt = make_optimizer(optimizer, model.parameters(), lr, weight_decay)
     gen = torch.Generator().manual_seed(seed)
-    n = int(x_train.shape[0])
-    steps = -(-n // batch_size)
+    steps = _num_train_batches(n, batch_size)
     keys = ("epoch", "loss", "acc", "seconds") + (("test_loss", "test_acc") if x_test is not None else ())
     hist: dict[str, list[float]] = {k: [] for k in keys}
     model.train()
@@ -175,7 +204,7 @@ def fit(
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
             total, correct, classify = 0.0, 0, True
-            for idx in _batches(n, batch_size, gen):
+            for idx in _batches(n, batch_size, gen, merge_single=True):
                 xb, yb = x_train[idx], y_train[idx]
                 opt.zero_grad(set_to_none=True)
                 out = model(xb)
@@ -266,7 +295,7 @@ def fit_autoencoder(
     opt = make_optimizer(optimizer, model.parameters(), lr, weight_decay)
     gen = torch.Generator().manual_seed(seed)
     n = int(x_train.shape[0])
-    steps = 1 if optimizer == "lbfgs" else -(-n // batch_size)
+    steps = 1 if optimizer == "lbfgs" else _num_train_batches(n, batch_size)
     keys = ("epoch", "loss", "error", "seconds") + (("test_error",) if x_test is not None else ())
     hist: dict[str, list[float]] = {k: [] for k in keys}
     model.train()
@@ -285,7 +314,7 @@ def fit_autoencoder(
                 advance(f"epoch {epoch}/{epochs} loss {total / n:.4f}")
             else:
                 total = 0.0
-                for idx in _batches(n, batch_size, gen):
+                for idx in _batches(n, batch_size, gen, merge_single=True):
                     opt.zero_grad(set_to_none=True)
                     loss = _ae_loss(model, x_train[idx])
                     loss.backward()

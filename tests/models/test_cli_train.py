@@ -47,7 +47,8 @@ def test_train_mlp_with_backend_and_recurrent(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert re.search(r"final test mse: [\d.]+ \(baseline [\d.]+\)", out)
     assert run(["train", "mlp", "--variant", "cho", "--no-progress"]) == 2
-    assert "--variant is for the recurrent cells" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: --variant is for the recurrent cells") and captured.out == ""
 
 
 def test_train_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
