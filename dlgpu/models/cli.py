@@ -373,7 +373,8 @@ def _autoencode(args: argparse.Namespace) -> int:
     except BackendError as e:
         return _error(_backend_failure(args.backend, e))
     print(error_table(result))
-    print("error: (1/N) sum_n ||x_n - x_hat_n||^2 over the 64 pixels in [0, 1]; PCA fitted on the training split")
+    print("reconstruction error = (1/N) sum_n ||x_n - x_hat_n||^2 over the 64 pixels in [0, 1]; "
+          "PCA fitted on the training split")
     save_grid(result, args.out, args.columns)
     print(f"wrote {args.out}")
     return 0
