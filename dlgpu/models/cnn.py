@@ -354,12 +354,12 @@ def _vgg(name: str, num_classes: int, in_channels: int, small: bool, input_size:
     st.fc(fc, dropout=dropout)
     st.fc(check_int(num_classes, "num_classes"), "none")
     net = st.network()
-    vgg_init_(net)
+    vgg_init_(net, linear="kaiming" if small else "torchvision")
     return net
 
 
 @torch.no_grad()
-def vgg_init_(model: nn.Module) -> nn.Module:
+def vgg_init_(model: nn.Module, linear: str = "torchvision") -> nn.Module:
     """torchvision's VGG initialisation, in place: every Conv2d weight kaiming_normal_ (fan_out, ReLU gain,
     so std sqrt(2 / (out_channels * kh * kw))), every Linear weight normal(0, 0.01), every bias zero.
 
@@ -369,14 +369,23 @@ def vgg_init_(model: nn.Module) -> nn.Module:
 
     Args:
         model: any module; its torch.nn.Conv2d and torch.nn.Linear submodules (dlgpu's included) are reset.
+        linear: "torchvision" (std 0.01, made for 4096-wide layers) or "kaiming" (kaiming_normal_, fan_in,
+            ReLU gain: std sqrt(2 / in_features)). The small configurations use "kaiming": their FC layers
+            are 128 wide, so std 0.01 shrinks the signal ~10x per layer and the small VGG-16 reached only
+            0.56-0.66 test accuracy on the digits in 10 epochs (0.95 with "kaiming").
     Returns:
         ``model``.
     """
+    if linear not in ("torchvision", "kaiming"):
+        raise ValueError(f"linear must be 'torchvision' or 'kaiming', got {linear!r}")
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
+            if linear == "kaiming":
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            else:
+                nn.init.normal_(m.weight, 0.0, 0.01)
         else:
             continue
         if m.bias is not None:
