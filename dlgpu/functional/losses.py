@@ -73,7 +73,23 @@ def _apply(name: str, input: Tensor, target: Tensor, reduction: str, delta: floa
     check_reduction(reduction)
     if target.requires_grad:
         raise ValueError(f"target must not require grad: {name} has no gradient with respect to target")
+    if input.dim() >= 1 and input.shape[0] == 0:  # an empty batch, as torch: nan mean, zero sum, empty 'none'
+        return _empty_batch(name, input, target, reduction)
     return _loss(name, input, target, reduction, float(delta))[0]
+
+
+def _empty_batch(name: str, input: Tensor, target: Tensor, reduction: str) -> Tensor:
+    """The loss of N = 0 samples, attached to input's graph (its gradient is empty); shapes still checked."""
+    k_class = name in K_CLASS
+    if k_class and (input.dim() != 2 or target.dim() != 1 or target.shape[0] != 0):
+        raise ValueError(f"input must be [N, K] and target [N], got {tuple(input.shape)} and {tuple(target.shape)}")
+    if not k_class and target.shape != input.shape:
+        raise ValueError(f"target must have input's shape {tuple(input.shape)}, got {tuple(target.shape)}")
+    flat = input.reshape(-1)[:0]
+    if reduction == "none":
+        return flat.reshape((0,) if k_class else input.shape)
+    total = flat.sum()
+    return total / 0 if reduction == "mean" else total
 
 
 def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:

@@ -4,6 +4,8 @@ an empty batch), and a second derivative the losses cannot give (an error, not a
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -100,3 +102,19 @@ def test_max_pool_indices_for_unbatched_and_empty_inputs(backend, gen):
         DF.max_pool2d(_t(gen, 0, 3, 6, 6), 9)
     with pytest.raises(TypeError, match="count_include_pad must be True or False"):
         DF.avg_pool2d(_t(gen, 1, 3, 6, 6), 2, count_include_pad="no")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("loss", ["mse_loss", "l1_loss", "binary_cross_entropy_with_logits", "cross_entropy"])
+def test_losses_of_an_empty_batch_are_torch_s(backend, loss, reduction):
+    """N = 0: torch gives nan for 'mean' (0/0), 0 for 'sum', an empty tensor for 'none', and an empty gradient."""
+    x = torch.zeros(0, 4, dtype=torch.float64)
+    target = torch.zeros(0, dtype=torch.int64) if loss == "cross_entropy" else torch.zeros(0, 4, dtype=torch.float64)
+    got, (gx,) = _grads(lambda x: getattr(DF, loss)(x, target, reduction=reduction), x)
+    with warnings.catch_warnings():  # torch warns about the mean of nothing
+        warnings.simplefilter("ignore")
+        want, (wx,) = _grads(lambda x: getattr(torch.nn.functional, loss)(x, target, reduction=reduction), x)
+    assert got.shape == want.shape and gx.shape == wx.shape == x.shape
+    torch.testing.assert_close(got, want, equal_nan=True)
+    with pytest.raises(ValueError, match="target must have input's shape"):
+        DF.mse_loss(x, torch.zeros(0, 3, dtype=torch.float64), reduction=reduction)
