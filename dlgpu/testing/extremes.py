@@ -6,7 +6,9 @@ judged in ulps of the exact answer rather than by the tolerance table.
 * ``round_to``: float64 values rounded through a dtype (bfloat16 too) and back to float64;
 * ``max_norm_exact``: the max-norm constraint in exact rational arithmetic (no overflow, no underflow);
 * ``HUBER_*``: pseudo-Huber differences and deltas across float32's range, and the cases the
-  textbook formula got wrong.
+  textbook formula got wrong;
+* ``norm_rows`` / ``clip_norm_cases`` / ``check_clip_grad_norm``: inputs whose squares overflow or
+  underflow the dtype, and the check of a clip_grad_norm result against the exact norm.
 
 No torch import at module level: torch tensors are accepted duck-typed, and torch is imported only
 to round to bfloat16 (numpy has no bfloat16).
@@ -37,6 +39,33 @@ HUBER_DELTA = (1.0, 1e-20, 1e30, 0.7, 1e-30, 1e20, 3e38)
 # (d, delta, loss, gradient) the textbook form got wrong in float32 (NaN losses, zero gradients):
 # the linear regime (loss delta |d|, gradient delta), a tiny delta, the quadratic regime (d^2 / 2, d)
 HUBER_KNOWN = ((1e20, 1.0, 1e20, 1.0), (1.0, 1e-20, 1e-20, 1e-20), (1.0, 1e30, 0.5, 1.0))
+
+
+
+def norm_magnitudes(dtype: Any) -> tuple[float, float]:
+    """(big, small): magnitudes whose squares overflow / underflow ``dtype`` (1e20 / 1e-30 in float32,
+    1e200 / 1e-200 in float64)."""
+    return (1e200, 1e-200) if dtype_name(dtype) == "float64" else (1e20, 1e-30)
+
+
+def norm_rows(dtype: Any) -> list[list[float]]:
+    """Rows [6, 3] for max_norm: squares that overflow or underflow, near float32's max, mixed, and an
+    ordinary row (norm 0.5)."""
+    big, small = norm_magnitudes(dtype)
+    return [[big, big, 0.0], [small, small, 0.0], [small, -small, small], [3e38, 3e38, 0.0], [big, small, -big],
+            [0.3, 0.0, 0.4]]  # fmt: skip
+
+
+def clip_norm_cases(dtype: Any) -> list[tuple[list[np.ndarray], float]]:
+    """(float64 gradients, max_norm) for clip_grad_norm whose total norm's square overflows or underflows
+    ``dtype``; convert the arrays to the backend's kind and dtype."""
+    big, small = norm_magnitudes(dtype)
+    return [
+        ([np.array([big, big]), np.array([3.0, 4.0])], 1.0),
+        ([np.array([[small, small]]), np.array([small])], 1.0),
+        ([np.array([small, -small])], small / 10),
+    ]
+
 
 # ----------------------------------------------------------------------- rounding
 
@@ -127,3 +156,18 @@ def max_norm_exact(w: np.ndarray, c: float) -> np.ndarray:
         if n > c:
             out[i] = [float(Fraction(v) * Fraction(c) / Fraction(n)) for v in row]
     return out
+
+
+def check_clip_grad_norm(
+    out: Any, total: Any, grads: Any, max_norm: float, dtype: Any, name: str, ulps: int = 8,
+    flush_subnormals: bool = False,
+) -> None:
+    """A clip_grad_norm result (clipped ``out``, ``total`` norm) against the exact answer: the total
+    within ``ulps`` of math.hypot over every element of ``grads``, each clipped gradient within 16 ulp
+    of g * min(1, max_norm / (total + 1e-6)) (the scale itself is rounded in ``dtype``)."""
+    exact = math.hypot(*np.concatenate([to_numpy(g).astype(np.float64).ravel() for g in grads]))
+    assert_ulps(total, exact, dtype, f"{name} total", ulps=ulps, flush_subnormals=flush_subnormals)
+    scale = min(1.0, float(round_to(max_norm, dtype)) / (exact + 1e-6))
+    for o, g in zip(out, grads):
+        want = to_numpy(g).astype(np.float64) * scale
+        assert_ulps(o, want, dtype, f"{name} clipped", ulps=max(ulps, 16), flush_subnormals=flush_subnormals)

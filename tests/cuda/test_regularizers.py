@@ -14,6 +14,7 @@ import torch
 from dlgpu import ops
 from dlgpu.reference import regularizers as R
 from dlgpu.testing import assert_ulps, max_norm_exact, round_to, to_numpy
+from dlgpu.testing.extremes import check_clip_grad_norm, clip_norm_cases
 
 
 def _call(op, *args, **kwargs):
@@ -41,21 +42,12 @@ def test_max_norm_rows_at_extreme_magnitudes(target, dtype):
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")  # the reference's L2 penalty in float32: inf, on purpose
 def test_clip_grad_norm_at_extreme_magnitudes(target):
-    for grads, max_norm in (
-        ([np.array([1e20, 1e20]), np.array([3.0, 4.0])], 1.0),
-        ([np.array([[1e-30, 1e-30]]), np.array([1e-30])], 1.0),
-        ([np.array([1e-30, -1e-30])], 1e-31),
-    ):
+    for grads, max_norm in clip_norm_cases("float32"):  # torch's float32 total is inf (1e20) or 0 (1e-30) here
         gs = [target.tensor(g) for g in grads]
         out, total = _call("clip_grad_norm_forward", gs, max_norm, 2.0)
-        ref_out, ref_total = R.clip_grad_norm_forward([to_numpy(g).astype(np.float32) for g in gs], max_norm, 2.0)
-        exact = math.hypot(*np.concatenate([to_numpy(g).ravel() for g in gs]))
-        # torch's float32 total is inf (1e20) or 0 (1e-30) here
-        assert_ulps(total, exact, "float32", "total", flush_subnormals=True)
-        scale = min(1.0, float(round_to(max_norm, "float32")) / (exact + 1e-6))
-        for o, r, g in zip(out, ref_out, gs):
-            # the scale is rounded in float32
-            assert_ulps(o, to_numpy(g) * scale, "float32", "clipped", ulps=16, flush_subnormals=True)
+        check_clip_grad_norm(out, total, gs, max_norm, "float32", "cuda", flush_subnormals=True)
+        ref_out, _ = R.clip_grad_norm_forward([to_numpy(g).astype(np.float32) for g in gs], max_norm, 2.0)
+        for o, r in zip(out, ref_out):
             assert_ulps(o, r, "float32", "vs reference", flush_subnormals=True)
     # the L2 penalty keeps the reference's order: the float32 sum of squares (1e40) is inf before lam
     w = target.tensor(np.array([[1e20, 1e20]]))

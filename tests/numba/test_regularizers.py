@@ -13,6 +13,7 @@ import torch
 from dlgpu.kernels.numba import regularizers as K
 from dlgpu.reference import regularizers as R
 from dlgpu.testing import assert_close, assert_ulps, max_norm_exact, randn, to_numpy
+from dlgpu.testing.extremes import check_clip_grad_norm, clip_norm_cases, norm_magnitudes, norm_rows
 
 DTYPES = [np.float32, np.float64]
 OP = "regularizers"
@@ -189,9 +190,8 @@ def test_penalty_backward_grad_output_kinds(gen):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_max_norm_rows_at_extreme_magnitudes(dtype):
     # squares of these overflow (1e20, 3e38) or underflow (1e-30) float32; float64 rows need 1e200 / 1e-200
-    big, small = (1e20, 1e-30) if dtype == np.float32 else (1e200, 1e-200)
-    rows = [[big, big, 0.0], [small, small, 0.0], [small, -small, small], [3e38, 3e38, 0.0], [big, small, -big]]
-    w = np.array(rows + [[0.3, 0.0, 0.4]]).astype(dtype)
+    small = norm_magnitudes(dtype)[1]
+    w = np.array(norm_rows(dtype)).astype(dtype)
     for c, rows_moved in ((1.0, [0, 3, 4]), (small / 10, [0, 1, 2, 3, 4, 5]), (0.25, [0, 3, 4, 5])):
         c_d = float(dtype(c))
         out = K.max_norm_forward(w, c)
@@ -218,18 +218,9 @@ def test_max_norm_zero_nan_inf_rows_like_reference(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_clip_grad_norm_at_extreme_magnitudes(dtype):
-    big, small = (1e20, 1e-30) if dtype == np.float32 else (1e200, 1e-200)
-    for grads, max_norm in (
-        ([np.array([big, big], dtype), np.array([3.0, 4.0], dtype)], 1.0),
-        ([np.array([[small, small]], dtype), np.array([small], dtype)], 1.0),
-        ([np.array([small, -small], dtype)], small / 10),
-    ):
+    for grads, max_norm in clip_norm_cases(dtype):
+        grads = [g.astype(dtype) for g in grads]
         out, total = K.clip_grad_norm_forward(grads, max_norm, 2.0)
+        check_clip_grad_norm(out, total, grads, max_norm, dtype, "numba")
         ref_out, ref_total = R.clip_grad_norm_forward(grads, max_norm, 2.0)
-        exact = math.hypot(*np.concatenate([to_numpy(g).ravel() for g in grads]))
-        assert_ulps(total, exact, dtype, "numba total")
-        assert_ulps(ref_total, exact, dtype, "reference total", ulps=4)
-        scale = min(1.0, float(dtype(max_norm)) / (exact + 1e-6))
-        for o, r, g in zip(out, ref_out, grads):
-            assert_ulps(o, to_numpy(g) * scale, dtype, "numba clipped", ulps=16)  # the scale is rounded in dtype
-            assert_ulps(r, to_numpy(g) * scale, dtype, "reference clipped", ulps=16)
+        check_clip_grad_norm(ref_out, ref_total, grads, max_norm, dtype, "reference", ulps=4)

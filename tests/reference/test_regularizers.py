@@ -10,6 +10,7 @@ import torch
 
 from dlgpu.reference import regularizers as R
 from dlgpu.testing import Tolerance, assert_close, assert_ulps, check_gradients, compare, max_norm_exact, randn
+from dlgpu.testing.extremes import check_clip_grad_norm, clip_norm_cases, norm_magnitudes, norm_rows
 
 PENALTIES = {
     "l1": (R.l1_penalty_forward, R.l1_penalty_backward, lambda w, lam: lam * w.abs().sum()),
@@ -230,9 +231,8 @@ def test_penalty_backward_grad_output_must_be_a_number(fn, gen):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_max_norm_rows_at_extreme_magnitudes(dtype):
     # float32: the squares of 1e20 and 3e38 overflow, those of 1e-30 underflow; float64: 1e200 / 1e-200
-    big, small = (1e20, 1e-30) if dtype == np.float32 else (1e200, 1e-200)
-    rows = [[big, big, 0.0], [small, small, 0.0], [small, -small, small], [3e38, 3e38, 0.0], [big, small, -big]]
-    w = np.array(rows + [[0.3, 0.0, 0.4]]).astype(dtype)
+    small = norm_magnitudes(dtype)[1]
+    w = np.array(norm_rows(dtype)).astype(dtype)
     for c, rows_moved in ((1.0, [0, 3, 4]), (small / 10, [0, 1, 2, 3, 4, 5]), (0.25, [0, 3, 4, 5])):
         c_d = float(dtype(c))
         with np.errstate(over="raise", invalid="raise", divide="raise"):
@@ -253,18 +253,10 @@ def test_max_norm_float32_rows_from_the_issue():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_clip_grad_norm_at_extreme_magnitudes(dtype):
-    big, small = (1e20, 1e-30) if dtype == np.float32 else (1e200, 1e-200)
-    for grads, max_norm in (
-        ([np.array([big, big], dtype), np.array([3.0, 4.0], dtype)], 1.0),
-        ([np.array([[small, small]], dtype), np.array([small], dtype)], 1.0),
-        ([np.array([small, -small], dtype)], small / 10),
-    ):
+    for grads, max_norm in clip_norm_cases(dtype):  # torch's float32 total is inf (1e20) or 0 (1e-30) here
+        grads = [g.astype(dtype) for g in grads]
         out, total = R.clip_grad_norm_forward(grads, max_norm, 2.0)
-        exact = math.hypot(*np.concatenate([g.astype(np.float64).ravel() for g in grads]))
-        assert_ulps(total, exact, dtype, "total", ulps=4)  # torch's float32 total is inf (1e20) or 0 (1e-30) here
-        scale = min(1.0, float(dtype(max_norm)) / (exact + 1e-6))
-        for o, g in zip(out, grads):
-            assert_ulps(o, g.astype(np.float64) * scale, dtype, "clipped", ulps=16)  # scale rounded in dtype
+        check_clip_grad_norm(out, total, grads, max_norm, dtype, "reference", ulps=4)
     # a total past float16's range is inf in float16 (it is returned in that dtype): everything clips to 0
     with np.errstate(over="ignore"):  # the float64 total's cast to float16 overflows, as it should
         out, total = R.clip_grad_norm_forward([np.full(8, 3e4, np.float16)], 1.0)
