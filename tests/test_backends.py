@@ -23,6 +23,18 @@ def test_numba_matches_reference(name, dtype):
     assert res.ok, "\n".join(str(r) for r in res.reports if not r.ok)
 
 
+@pytest.mark.parametrize(("backend", "dtype"), [("numba", "float16"), ("numba", "bfloat16"), ("numpy", "bfloat16")])
+def test_cpu_backends_take_half_storage_through_the_dispatch(backend, dtype):
+    # float32 kernels between an upcast and one rounding back (dlgpu.ops.call); judged on every case at
+    # the dtype's tolerance, against the reference on the same rounded inputs
+    bad = []
+    for name, case in sorted(CASES.items()):
+        res = run_case(case, backend, dtype, seed=1234, convert=torch_inputs(dtype))
+        if not res.ok:
+            bad.append(f"{name}: {res.error or res.worst}")
+    assert not bad, "\n".join(bad)
+
+
 TRITON_CASES = sorted(n for n, c in CASES.items() if ops.implements("triton", c.forward))
 
 

@@ -81,10 +81,51 @@ def test_numpy_in_numpy_out(gen):
     assert isinstance(ops.tanh_forward(x, backend="numpy"), np.ndarray)
 
 
-def test_bfloat16_on_cpu_backend_is_a_type_error(gen):
-    x = torch.tensor(randn((4,), gen)).bfloat16()
-    with pytest.raises(TypeError, match="bfloat16"):
-        ops.relu_forward(x, backend="numpy")
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_bfloat16_on_cpu_backends_is_float32_compute_stored_back(gen, backend):
+    # every float input bf16: upcast, the float32 kernel, one rounding back (exactly that, bit for bit)
+    x = torch.tensor(randn((3, 7), gen)).bfloat16()
+    w = torch.tensor(randn((5, 7), gen)).bfloat16()
+    y = ops.linear_forward(x, w, None, "tanh", backend=backend)
+    assert y.dtype == torch.bfloat16
+    want = ops.linear_forward(x.float(), w.float(), None, "tanh", backend=backend).bfloat16()
+    assert torch.equal(y, want)
+
+
+def test_float16_on_numba_through_the_dispatch_numpy_in_numpy_out(gen):
+    # the numba kernels compute in float32/64; the dispatch keeps float16 in storage around them
+    x = randn((2, 3, 7, 5), gen, dtype=np.float16)
+    y, idx = ops.max_pool2d_forward(x, 3, 2, 1, backend="numba")
+    assert y.dtype == np.float16 and idx.dtype == np.int64
+    want, want_idx = ops.max_pool2d_forward(x.astype(np.float32), 3, 2, 1, backend="numba")
+    np.testing.assert_array_equal(y, want.astype(np.float16))
+    np.testing.assert_array_equal(idx, want_idx)
+    with pytest.raises(TypeError, match="float32 or float64"):  # the kernel itself still takes only those
+        ops.backend_module("numba", "pooling").max_pool2d_forward(x, 3, 2, 1)
+
+
+def test_half_storage_leaves_integer_inputs_and_rounds_scalar_outputs(gen):
+    logits = torch.tensor(randn((6, 5), gen)).bfloat16()
+    target = torch.tensor(gen.integers(0, 5, size=6))
+    loss, grad = ops.cross_entropy_forward(logits, target, "mean", backend="numba")
+    assert loss.dtype == grad.dtype == torch.bfloat16 and loss.ndim == 0 and target.dtype == torch.int64
+    want = ops.cross_entropy_forward(logits.float(), target, "mean", backend="numba")
+    assert torch.equal(loss, want[0].bfloat16()) and torch.equal(grad, want[1].bfloat16())
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_mixed_bfloat16_and_float32_is_a_type_error_naming_the_argument(gen, backend):
+    x = torch.tensor(randn((3, 7), gen)).bfloat16()
+    w = torch.tensor(randn((5, 7), gen), dtype=torch.float32)
+    with pytest.raises(TypeError, match="x is a torch.bfloat16 tensor.*one dtype"):
+        ops.linear_forward(x, w, backend=backend)
+
+
+def test_mixed_float16_and_float32_is_still_refused_on_numba(gen):
+    x = randn((3, 7), gen, dtype=np.float16)
+    w = randn((5, 7), gen, dtype=np.float32)
+    with pytest.raises(TypeError):
+        ops.linear_forward(x, w, backend="numba")
 
 
 def test_op_table_covers_every_op_and_reference_has_all():

@@ -29,7 +29,9 @@ from .timing import time_group
 NAN = float("nan")
 DIRECTIONS = ("fwd", "bwd")
 # the storage dtypes each backend's kernels take (kernels/triton/_common.py and kernels/cuda/_common.py
-# FLOAT_DTYPES; the CPU backends as `dlgpu check` has them); None would mean "try any"
+# FLOAT_DTYPES; the CPU backends as `dlgpu check` has them); None would mean "try any". The dispatch's
+# half storage on the CPU (float16/bfloat16 around the float32 numba kernels) is a conversion, not a
+# kernel of that dtype, so it is neither checked nor timed here (tests/test_backends.py checks it).
 DTYPES: dict[str, tuple[str, ...] | None] = {
     "numpy": ("float16", "float32", "float64"),
     "numba": ("float32", "float64"),

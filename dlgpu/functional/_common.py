@@ -138,6 +138,38 @@ def zeros_if_none(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor
     return torch.zeros_like(like) if grad is None else grad.contiguous()
 
 
+# torch's autocast casts only these (float64 stays float64)
+_AUTOCAST_ELIGIBLE = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def autocast(policy: str, *tensors: Any, devices: tuple[str, ...] = ("cpu", "cuda")) -> tuple:
+    """``tensors`` as torch's autocast hands them to an op of ``policy`` inside an autocast region:
+    ``"lower"`` (the matmul-like ops: linear, conv, the recurrent layers) casts them to the region's
+    dtype, ``"float32"`` (softmax, log_softmax, softplus, the losses) to float32, as torch does for its
+    own ops of those kinds; ``devices`` limits the policy to the devices where torch has it (torch's
+    CPU autocast leaves softmax in the input dtype, its CUDA autocast computes it in float32). Only
+    float16/bfloat16/float32 tensors are cast (float64 and integer tensors stay); None and non-tensors
+    pass through. Outside a region the tensors come back unchanged. The cast is differentiable:
+    gradients reach float32 parameters as float32."""
+    dev = next((t.device.type for t in tensors if isinstance(t, torch.Tensor)), None)
+    if dev not in devices or not torch.is_autocast_enabled(dev):
+        return tensors
+    dtype = torch.get_autocast_dtype(dev) if policy == "lower" else torch.float32
+
+    def cast(t: Any) -> Any:
+        return t.to(dtype) if isinstance(t, torch.Tensor) and t.dtype in _AUTOCAST_ELIGIBLE else t
+
+    return tuple(cast(t) for t in tensors)
+
+
+def autocast_dtype(policy: str, t: torch.Tensor) -> torch.dtype:
+    """The dtype ``autocast(policy, t)`` would give ``t``, without casting it."""
+    dev = t.device.type
+    if t.dtype not in _AUTOCAST_ELIGIBLE or not torch.is_autocast_enabled(dev):
+        return t.dtype
+    return torch.get_autocast_dtype(dev) if policy == "lower" else torch.float32
+
+
 def check_tensor(x: Any, name: str) -> None:
     """TypeError unless ``x`` is a torch tensor."""
     if not isinstance(x, torch.Tensor):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ._common import check_tensor, dlgpu_op, run
+from ._common import autocast, check_tensor, dlgpu_op, run
 
 # ------------------------------------------------------------------------- relu
 
@@ -154,6 +154,7 @@ def tanh(input: Tensor) -> Tensor:
 def softplus(input: Tensor) -> Tensor:
     """log(1 + exp(x)), stable for large |x| (torch's beta=1; no threshold switch)."""
     check_tensor(input, "input")
+    (input,) = autocast("float32", input, devices=("cuda",))
     return _softplus(input)
 
 
@@ -168,10 +169,12 @@ def _dim(input: Tensor, dim: int | None) -> int:
 def softmax(input: Tensor, dim: int | None = None) -> Tensor:
     """exp(x - max) / sum exp(x - max) along ``dim``, like torch.nn.functional.softmax."""
     check_tensor(input, "input")
+    (input,) = autocast("float32", input, devices=("cuda",))
     return _softmax(input, _dim(input, dim))
 
 
 def log_softmax(input: Tensor, dim: int | None = None) -> Tensor:
     """x - max - log sum exp(x - max) along ``dim``, like torch.nn.functional.log_softmax."""
     check_tensor(input, "input")
+    (input,) = autocast("float32", input, devices=("cuda",))
     return _log_softmax(input, _dim(input, dim))

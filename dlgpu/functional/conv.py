@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ..reference._validate import check_activation
 from ..reference.conv import conv2d_output_shape
-from ._common import as_pair, check_same_dtype, check_tensor, dlgpu_op, run
+from ._common import as_pair, autocast, check_same_dtype, check_tensor, dlgpu_op, run
 
 # ---------------------------------------------------------------------- conv2d
 
@@ -118,6 +118,7 @@ def conv2d(
     check_tensor(weight, "weight")
     if bias is not None:
         check_tensor(bias, "bias")
+    input, weight, bias = autocast("lower", input, weight, bias)
     check_same_dtype(input=input, weight=weight, bias=bias)
     check_activation(activation, negative_slope)
     s, d = as_pair(stride, "stride"), as_pair(dilation, "dilation")
@@ -197,5 +198,6 @@ def locally_connected2d(
     check_tensor(weight, "weight")
     if bias is not None:
         check_tensor(bias, "bias")
+    input, weight, bias = autocast("lower", input, weight, bias)
     check_same_dtype(input=input, weight=weight, bias=bias)
     return _lc2d(input, weight, bias, as_pair(stride, "stride"), as_pair(padding, "padding", minimum=0))

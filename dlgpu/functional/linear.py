@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..reference._validate import check_activation
-from ._common import check_same_dtype, check_tensor, dlgpu_op, run
+from ._common import autocast, check_same_dtype, check_tensor, dlgpu_op, run
 
 
 @dlgpu_op("linear", mutates_args=())
@@ -67,6 +67,7 @@ def linear(
     check_tensor(weight, "weight")
     if bias is not None:
         check_tensor(bias, "bias")
+    input, weight, bias = autocast("lower", input, weight, bias)
     check_same_dtype(input=input, weight=weight, bias=bias)
     check_activation(activation, negative_slope)
     return _linear(input, weight, bias, activation, float(negative_slope))

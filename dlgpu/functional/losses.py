@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ..reference._validate import check_positive, check_reduction
-from ._common import check_tensor, dlgpu_op, run
+from ._common import autocast, check_tensor, dlgpu_op, run
 
 ELEMENTWISE = (
     "hinge_loss",
@@ -71,6 +71,7 @@ def _apply(name: str, input: Tensor, target: Tensor, reduction: str, delta: floa
     check_tensor(input, "input")
     check_tensor(target, "target")
     check_reduction(reduction)
+    input, target = autocast("float32", input, target)
     if target.requires_grad:
         raise ValueError(f"target must not require grad: {name} has no gradient with respect to target")
     if input.dim() >= 1 and input.shape[0] == 0:  # an empty batch, as torch: nan mean, zero sum, empty 'none'

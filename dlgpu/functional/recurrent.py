@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..reference._validate import check_choice
-from ._common import check_same_dtype, check_tensor, dlgpu_op, run, zeros_if_none
+from ._common import autocast, check_same_dtype, check_tensor, dlgpu_op, run, zeros_if_none
 
 # --------------------------------------------------------------------------- RNN
 
@@ -199,6 +199,9 @@ def rnn(
 
     Returns (output [T, B, H], h_n [B, H]); hx None means zeros.
     """
+    input, hx, weight_ih, weight_hh, bias_ih, bias_hh = autocast(
+        "lower", input, hx, weight_ih, weight_hh, bias_ih, bias_hh
+    )
     _check(input, weight_ih, weight_hh)
     check_choice(nonlinearity, ("tanh", "relu"), "nonlinearity")
     out, hn = _rnn(input, _state(hx, input, weight_hh, "hx"), weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity)
@@ -219,14 +222,17 @@ def lstm(
 
     Returns (output [T, B, H], (h_n, c_n)); hx None means zero states.
     """
-    _check(input, weight_ih, weight_hh)
-    check_choice(variant, ("forget", "no_forget", "peephole"), "variant")
     if hx is None:
         h0 = c0 = None
     elif isinstance(hx, (tuple, list)) and len(hx) == 2:
         h0, c0 = hx
     else:
         raise ValueError("hx must be None or a pair (h0, c0) of [B, H] tensors")
+    input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_peephole = autocast(
+        "lower", input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_peephole
+    )
+    _check(input, weight_ih, weight_hh)
+    check_choice(variant, ("forget", "no_forget", "peephole"), "variant")
     h0, c0 = _state(h0, input, weight_hh, "h0"), _state(c0, input, weight_hh, "c0")
     out, hn, cn, _ = _lstm(input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_peephole, variant)
     return out, (hn, cn)
@@ -245,6 +251,9 @@ def gru(
 
     Returns (output [T, B, H], h_n [B, H]); hx None means zeros.
     """
+    input, hx, weight_ih, weight_hh, bias_ih, bias_hh = autocast(
+        "lower", input, hx, weight_ih, weight_hh, bias_ih, bias_hh
+    )
     _check(input, weight_ih, weight_hh)
     check_choice(variant, ("cudnn", "cho"), "variant")
     h0 = _state(hx, input, weight_hh, "hx")
@@ -264,6 +273,9 @@ def mgu(
 
     Returns (output [T, B, H], h_n [B, H]); hx None means zeros.
     """
+    input, hx, weight_ih, weight_hh, bias_ih, bias_hh = autocast(
+        "lower", input, hx, weight_ih, weight_hh, bias_ih, bias_hh
+    )
     _check(input, weight_ih, weight_hh)
     out, hn, _ = _gated("mgu", input, _state(hx, input, weight_hh, "hx"), weight_ih, weight_hh, bias_ih, bias_hh, "")
     return out, hn

@@ -44,6 +44,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from dlgpu.reference._validate import check_int
 
 from .. import functional as F
+from ..functional._common import autocast, autocast_dtype
 from ..reference._validate import check_choice
 
 __all__ = ["GRU", "LSTM", "MGU", "RNN", "GRUCell", "LSTMCell", "MGUCell", "RNNCell"]
@@ -243,6 +244,7 @@ class _RecurrentBase(nn.Module):
                         f"{name} must have shape {want} (num_layers*num_directions, "
                         f"{'batch, ' if batched else ''}hidden_size), got {tuple(p.shape)}"
                     )
+                (p,) = autocast("lower", p)
                 if p.dtype != like.dtype:
                     raise TypeError(f"{name} must have the dtype of input ({like.dtype}), got {p.dtype}")
                 parts[i] = p if batched else p.unsqueeze(1)
@@ -280,8 +282,10 @@ class _RecurrentBase(nn.Module):
             x = input.unsqueeze(1) if not batched else input.transpose(0, 1) if self.batch_first else input
         if x.shape[2] != self.input_size:
             raise ValueError(f"input must have {self.input_size} features (input_size) got {x.shape[2]}")
-        if x.dtype != self.weight_ih_l0.dtype:
-            raise TypeError(f"input must have the parameters' dtype {self.weight_ih_l0.dtype}, got {x.dtype}")
+        # inside an autocast region the input, states and weights all go to the region's dtype
+        (x,), w_dtype = autocast("lower", x), autocast_dtype("lower", self.weight_ih_l0)
+        if x.dtype != w_dtype:
+            raise TypeError(f"input must have the parameters' dtype {w_dtype}, got {x.dtype}")
         steps, batch = x.shape[0], x.shape[1]
         if steps < 1 or batch < 1:
             raise ValueError(f"input must have at least one time step and one batch element, got {tuple(x.shape)}")
@@ -481,8 +485,9 @@ class _CellBase(nn.Module):
             raise ValueError(f"input must be 2-D (batch, input_size) or 1-D, got shape {tuple(input.shape)}")
         if input.shape[-1] != self.input_size:
             raise ValueError(f"input must have {self.input_size} features (input_size), got {input.shape[-1]}")
-        if input.dtype != self.weight_ih.dtype:
-            raise TypeError(f"input must have the parameters' dtype {self.weight_ih.dtype}, got {input.dtype}")
+        (input,), w_dtype = autocast("lower", input), autocast_dtype("lower", self.weight_ih)
+        if input.dtype != w_dtype:
+            raise TypeError(f"input must have the parameters' dtype {w_dtype}, got {input.dtype}")
         batched = input.ndim == 2
         x = input if batched else input.unsqueeze(0)
         want = (x.shape[0], self.hidden_size) if batched else (self.hidden_size,)
@@ -500,6 +505,8 @@ class _CellBase(nn.Module):
                     raise TypeError(f"{name} must be a torch.Tensor, got {type(p).__name__}")
                 if tuple(p.shape) != want:
                     raise ValueError(f"{name} must have shape {want} (batch, hidden_size), got {tuple(p.shape)}")
+            parts = [autocast("lower", p)[0] for p in parts]
+            for p, name in zip(parts, names):
                 if p.dtype != x.dtype:
                     raise TypeError(f"{name} must have the dtype of input ({x.dtype}), got {p.dtype}")
             state = tuple(p if batched else p.unsqueeze(0) for p in parts)

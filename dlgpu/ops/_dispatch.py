@@ -334,7 +334,10 @@ def _to_numpy(a: Any, name: str = "") -> Any:
         t = a.detach()
         if t.dtype.is_floating_point and t.dtype not in _NUMPY_FLOATS():
             what = f"{name} is a {t.dtype} tensor" if name else f"got {t.dtype}"
-            raise TypeError(f"the CPU backends take float16/32/64 tensors: {what} (cast it, or use a CUDA tensor)")
+            raise TypeError(
+                f"the CPU backends take float16/32/64 tensors, and bfloat16 when every floating-point input is "
+                f"bfloat16: {what} (cast the inputs to one dtype)"
+            )
         return t.numpy()
     if isinstance(a, (list, tuple)):
         return type(a)(_to_numpy(x, name) for x in a)
@@ -386,15 +389,66 @@ def _range(op: str, backend: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+# ---------------------------------------------------------------- half storage on the CPU
+# The Numba kernels compute in float32/float64 and numpy has no bfloat16. So, as the GPU kernels keep
+# float16/bfloat16 in storage and compute in float32, the CPU backends take half inputs when *every*
+# floating-point input has that one dtype: upcast to float32, run, and round each float output back
+# once (every op's float outputs have its inputs' dtype). The reference keeps its own float16 path.
+# Mixed dtypes are left to the kernels' checks: no silent casts between arguments.
+
+
+def _float_dtypes(arrays: list[tuple[str, Any, str]]) -> set[Any]:
+    return {a.dtype for _, a, _ in arrays if _is_float(a)}
+
+
+def _is_float(a: Any) -> bool:
+    return a.dtype.is_floating_point if _kind(a) in ("torch_cpu", "torch_cuda") else a.dtype.kind == "f"
+
+
+def _half_storage(backend: str, arrays: list[tuple[str, Any, str]]) -> Any:
+    """The half dtype to keep in storage around a float32 run of a CPU backend, or None."""
+    dtypes = _float_dtypes(arrays)
+    if len(dtypes) != 1:
+        return None
+    (dt,) = dtypes
+    import torch
+
+    halves = {torch.bfloat16} if backend == "numpy" else {torch.bfloat16, torch.float16, np.dtype(np.float16)}
+    return dt if dt in halves else None
+
+
+def _map_floats(value: Any, fn: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return type(value)(_map_floats(v, fn) for v in value)
+    if _kind(value) is not None or isinstance(value, np.generic):
+        return fn(value) if _is_float(value) else value
+    return value
+
+
+def _upcast(value: Any) -> Any:
+    return _map_floats(value, lambda a: a.float() if _kind(a) == "torch_cpu" else a.astype(np.float32))
+
+
+def _store_as(value: Any, dtype: Any) -> Any:
+    return _map_floats(value, lambda a: a.to(dtype) if _kind(a) == "torch_cpu" else a.astype(dtype))
+
+
 def call(op: str, *args: Any, backend: str | None = None, **kwargs: Any) -> Any:
     """Run ``op`` on the chosen backend. Torch CPU tensors reach the CPU backends zero-copy
-    (as numpy views) and their results come back as torch tensors."""
+    (as numpy views) and their results come back as torch tensors. On the CPU backends, float16 (numba)
+    and bfloat16 (numba, numpy) inputs are computed in float32 and the results stored back in that dtype,
+    provided every floating-point input has it."""
     name = resolve(op, args, kwargs, backend)
     fn = getattr(backend_module(name, OPS[op]), op)
     with _range(op, name):
         if name in ("numpy", "numba"):
-            torch_in = any(k == "torch_cpu" for _, _, k in _arrays(args, kwargs))
+            arrays = _arrays(args, kwargs)
+            torch_in = any(k == "torch_cpu" for _, _, k in arrays)
+            half = _half_storage(name, arrays)
+            if half is not None:
+                args, kwargs = _upcast(args), {k: _upcast(v) for k, v in kwargs.items()}
             np_args, np_kwargs = _numpy_args(fn, args, kwargs)
             out = fn(*np_args, **np_kwargs)
-            return _to_torch(out) if torch_in else out
+            out = _to_torch(out) if torch_in else out
+            return out if half is None else _store_as(out, half)
         return fn(*args, **kwargs)
