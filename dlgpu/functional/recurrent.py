@@ -175,6 +175,20 @@ def _state(h: Tensor | None, input: Tensor, weight_hh: Tensor, name: str) -> Ten
     return h
 
 
+def _empty_batch(input: Tensor, states: tuple[Tensor, ...], *weights: Tensor | None) -> tuple[Tensor, ...]:
+    """torch's result for B = 0: output [T, 0, H] and the (empty) states, attached to every input's graph
+    so that backward runs and gives zero gradients, as torch's recurrent layers do."""
+    if input.shape[0] < 1:
+        raise ValueError(f"input must have at least one time step, got shape {tuple(input.shape)}")
+    hidden = weights[1].shape[1]
+    for name, st in zip(("h0", "c0"), states):
+        if st.shape != (0, hidden):
+            raise ValueError(f"{name} must have shape (0, {hidden}) for an empty batch, got {tuple(st.shape)}")
+    # the sum of an empty slice is an exact 0 that carries each tensor's graph
+    tie = sum(t.reshape(-1)[:0].sum() for t in (input, *states, *weights) if t is not None)
+    return (input.new_zeros((input.shape[0], 0, hidden)) + tie, *(st + tie for st in states))
+
+
 def _check(input: Tensor, weight_ih: Tensor, weight_hh: Tensor) -> None:
     check_tensor(input, "input")
     check_tensor(weight_ih, "weight_ih")
@@ -204,7 +218,10 @@ def rnn(
     )
     _check(input, weight_ih, weight_hh)
     check_choice(nonlinearity, ("tanh", "relu"), "nonlinearity")
-    out, hn = _rnn(input, _state(hx, input, weight_hh, "hx"), weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity)
+    h0 = _state(hx, input, weight_hh, "hx")
+    if input.shape[1] == 0:
+        return _empty_batch(input, (h0,), weight_ih, weight_hh, bias_ih, bias_hh)
+    out, hn = _rnn(input, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity)
     return out, hn
 
 
@@ -234,6 +251,9 @@ def lstm(
     _check(input, weight_ih, weight_hh)
     check_choice(variant, ("forget", "no_forget", "peephole"), "variant")
     h0, c0 = _state(h0, input, weight_hh, "h0"), _state(c0, input, weight_hh, "c0")
+    if input.shape[1] == 0:
+        out, hn, cn = _empty_batch(input, (h0, c0), weight_ih, weight_hh, bias_ih, bias_hh, weight_peephole)
+        return out, (hn, cn)
     out, hn, cn, _ = _lstm(input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_peephole, variant)
     return out, (hn, cn)
 
@@ -257,6 +277,8 @@ def gru(
     _check(input, weight_ih, weight_hh)
     check_choice(variant, ("cudnn", "cho"), "variant")
     h0 = _state(hx, input, weight_hh, "hx")
+    if input.shape[1] == 0:
+        return _empty_batch(input, (h0,), weight_ih, weight_hh, bias_ih, bias_hh)
     out, hn, _ = _gated("gru", input, h0, weight_ih, weight_hh, bias_ih, bias_hh, variant)
     return out, hn
 
@@ -277,5 +299,8 @@ def mgu(
         "lower", input, hx, weight_ih, weight_hh, bias_ih, bias_hh
     )
     _check(input, weight_ih, weight_hh)
-    out, hn, _ = _gated("mgu", input, _state(hx, input, weight_hh, "hx"), weight_ih, weight_hh, bias_ih, bias_hh, "")
+    h0 = _state(hx, input, weight_hh, "hx")
+    if input.shape[1] == 0:
+        return _empty_batch(input, (h0,), weight_ih, weight_hh, bias_ih, bias_hh)
+    out, hn, _ = _gated("mgu", input, h0, weight_ih, weight_hh, bias_ih, bias_hh, "")
     return out, hn

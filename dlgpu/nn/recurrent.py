@@ -287,13 +287,13 @@ class _RecurrentBase(nn.Module):
         if x.dtype != w_dtype:
             raise TypeError(f"input must have the parameters' dtype {w_dtype}, got {x.dtype}")
         steps, batch = x.shape[0], x.shape[1]
-        if steps < 1 or batch < 1:
-            raise ValueError(f"input must have at least one time step and one batch element, got {tuple(x.shape)}")
+        if steps < 1:  # an empty batch (B = 0) is fine, as in torch: empty outputs
+            raise ValueError(f"input must have at least one time step, got {tuple(x.shape)}")
         states = self._initial_state(hx, batch, batched, x)
         lens = None if lengths is None else _check_lengths(lengths, batch, steps)
         if lens is not None and not batched:
             raise ValueError("lengths needs a batched (3-D) input")
-        if lens is not None and min(lens) == steps:
+        if lens is not None and min(lens, default=steps) == steps:
             lens = None  # all full length: the fused path
         x = x.contiguous()
 

@@ -387,3 +387,40 @@ def test_all_weights_as_torch(mode):
     assert ours._all_weights == theirs._all_weights
     for mine, ref in zip(ours.all_weights, theirs.all_weights):
         assert len(mine) == len(ref) and all(torch.equal(a, b) for a, b in zip(mine, ref))
+
+
+@pytest.mark.parametrize("cell", sorted(LAYERS))
+def test_empty_batch_as_torch(cell, seed):
+    # B = 0: torch gives empty outputs and states, and backward runs with zero parameter gradients
+    cfg = dict(num_layers=2, bidirectional=True, batch_first=True)
+    torch.manual_seed(seed)
+    ref = TORCH_LAYERS[cell](5, 7, **_kw(cell, cfg))
+    ours = LAYERS[cell](5, 7, **_kw(cell, cfg))
+    ours.load_state_dict(ref.state_dict())
+    xs = [torch.randn(0, 4, 5, requires_grad=True) for _ in range(2)]
+    out_o, out_r = _flat(ours(xs[0])), _flat(ref(xs[1]))
+    assert [tuple(t.shape) for t in out_o] == [tuple(t.shape) for t in out_r]
+    sum(t.sum() for t in out_o).backward()
+    sum(t.sum() for t in out_r).backward()
+    assert xs[0].grad.shape == xs[1].grad.shape
+    for (n, p), q in zip(ours.named_parameters(), ref.parameters()):
+        assert p.grad is not None and torch.equal(p.grad, q.grad), n
+    out_l = _flat(ours(xs[0], lengths=[]))
+    assert [tuple(t.shape) for t in out_l] == [tuple(t.shape) for t in out_r]
+
+
+@pytest.mark.parametrize(("mode", "variant"), [("lstm", "peephole"), ("gru", "cho"), ("mgu", None)])
+def test_empty_batch_variants_and_cells(mode, variant, seed):
+    torch.manual_seed(seed)
+    kw = {} if variant is None else {"variant": variant}
+    layer = {"lstm": R.LSTM, "gru": R.GRU, "mgu": R.MGU}[mode](3, 4, **kw)
+    out, state = layer(torch.randn(6, 0, 3))
+    assert out.shape == (6, 0, 4)
+    for s in state if isinstance(state, tuple) else (state,):
+        assert s.shape == (1, 0, 4)
+    cell = {"lstm": R.LSTMCell, "gru": R.GRUCell, "mgu": R.MGUCell}[mode](3, 4, **kw)
+    new = cell(torch.randn(0, 3))
+    for s in new if isinstance(new, tuple) else (new,):
+        assert s.shape == (0, 4)
+    with pytest.raises(ValueError, match="at least one time step"):
+        layer(torch.randn(0, 0, 3))
