@@ -1,4 +1,5 @@
-"""dlgpu layers inside torch.autocast regions, mixed with torch layers (CPU: bfloat16 and float16).
+"""dlgpu layers inside torch.autocast regions, mixed with torch layers (bfloat16 and float16; on the CPU
+here, and on CUDA, gpu-marked, where the triton backend runs them).
 
 torch's autocast does not reach a custom op, so dlgpu.functional casts as torch does for its own
 ops of each kind: linear, conv, locally connected and the recurrent layers run in the region's dtype;
@@ -19,6 +20,7 @@ import dlgpu.nn as dnn
 from dlgpu.testing import assert_close, randn
 
 HALVES = (torch.bfloat16, torch.float16)
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
 def _name(dtype: torch.dtype) -> str:
@@ -51,9 +53,10 @@ LAYERS = {
 @pytest.mark.parametrize("dtype", HALVES, ids=_name)
 @pytest.mark.parametrize("half_input", [False, True], ids=["float32-input", "half-input"])
 @pytest.mark.parametrize("layer", sorted(LAYERS))
-def test_matmul_like_layers_run_in_the_region_dtype(layer, half_input, dtype, gen):
+@pytest.mark.parametrize("device", DEVICES)
+def test_matmul_like_layers_run_in_the_region_dtype(layer, half_input, dtype, gen, device):
     make_torch, ours_cls, shape = LAYERS[layer]
-    theirs = make_torch()
+    theirs = make_torch().to(device)
     kwargs = {k: getattr(theirs, k) for k in ("num_layers", "bidirectional") if hasattr(theirs, k)}
     if layer == "conv2d":
         ours = ours_cls(4, 6, 3, padding=1, stride=2)
@@ -61,10 +64,11 @@ def test_matmul_like_layers_run_in_the_region_dtype(layer, half_input, dtype, ge
         ours = ours_cls(*(theirs.in_features, theirs.out_features) if layer == "linear" else
                         (theirs.input_size, theirs.hidden_size), **kwargs)  # fmt: skip
     ours.load_state_dict(theirs.state_dict())
-    x = torch.tensor(randn(shape, gen), dtype=torch.float32)
+    ours.to(device)
+    x = torch.tensor(randn(shape, gen), dtype=torch.float32, device=device)
     # a half input is what a torch layer before ours hands over inside the region
     x_in = (x.to(dtype) if half_input else x.clone()).requires_grad_()
-    with torch.autocast("cpu", dtype=dtype):
+    with torch.autocast(device, dtype=dtype):
         y = _first(ours(x_in))
     assert y.dtype == dtype
 
@@ -74,7 +78,7 @@ def test_matmul_like_layers_run_in_the_region_dtype(layer, half_input, dtype, ge
     op = layer.removesuffix("_cell")
     assert_close(y, y_ref, op, _name(dtype), name=f"{layer} output")
 
-    dy = torch.tensor(randn(tuple(y.shape), gen), dtype=torch.float32)
+    dy = torch.tensor(randn(tuple(y.shape), gen), dtype=torch.float32, device=device)
     y.float().backward(dy)
     y_ref.backward(dy.to(dtype).float())
     assert x_in.grad.dtype == x_in.dtype
@@ -85,15 +89,16 @@ def test_matmul_like_layers_run_in_the_region_dtype(layer, half_input, dtype, ge
 
 
 @pytest.mark.parametrize("dtype", HALVES, ids=_name)
-def test_variable_lengths_and_initial_states_in_a_region(dtype, gen):
+@pytest.mark.parametrize("device", DEVICES)
+def test_variable_lengths_and_initial_states_in_a_region(dtype, gen, device):
     torch.manual_seed(2)
-    ours = dnn.LSTM(5, 7, num_layers=2, bidirectional=True)
+    ours = dnn.LSTM(5, 7, num_layers=2, bidirectional=True).to(device)
     ref = _rounded_copy(ours, dtype)
-    x = torch.tensor(randn((6, 4, 5), gen), dtype=torch.float32)
-    h0 = torch.tensor(randn((4, 4, 7), gen), dtype=torch.float32)
-    c0 = torch.tensor(randn((4, 4, 7), gen), dtype=torch.float32)
+    x = torch.tensor(randn((6, 4, 5), gen), dtype=torch.float32, device=device)
+    h0 = torch.tensor(randn((4, 4, 7), gen), dtype=torch.float32, device=device)
+    c0 = torch.tensor(randn((4, 4, 7), gen), dtype=torch.float32, device=device)
     lengths = [6, 3, 5, 1]
-    with torch.autocast("cpu", dtype=dtype):
+    with torch.autocast(device, dtype=dtype):
         out, (hn, cn) = ours(x, (h0, c0.to(dtype)), lengths=lengths)  # a float32 and a half state
     assert out.dtype == hn.dtype == cn.dtype == dtype
     r = [t.to(dtype).float() for t in (x, h0, c0)]
@@ -103,18 +108,19 @@ def test_variable_lengths_and_initial_states_in_a_region(dtype, gen):
 
 
 @pytest.mark.parametrize("dtype", HALVES, ids=_name)
-def test_a_mixed_torch_and_dlgpu_model_matches_torch_in_the_region(dtype, gen):
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_mixed_torch_and_dlgpu_model_matches_torch_in_the_region(dtype, gen, device):
     torch.manual_seed(5)
     theirs = torch.nn.Sequential(
         torch.nn.Linear(11, 9), torch.nn.ReLU(), torch.nn.Linear(9, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3)
-    )
+    ).to(device)
     mixed = copy.deepcopy(theirs)
     mixed[1], mixed[3] = dnn.ReLU(), dnn.Tanh()
-    mixed[2] = dnn.Linear(9, 7)
+    mixed[2] = dnn.Linear(9, 7).to(device)
     mixed[2].load_state_dict(theirs[2].state_dict())
-    x = torch.tensor(randn((6, 11), gen), dtype=torch.float32)
-    target = torch.tensor(gen.integers(0, 3, size=6))
-    with torch.autocast("cpu", dtype=dtype):
+    x = torch.tensor(randn((6, 11), gen), dtype=torch.float32, device=device)
+    target = torch.tensor(gen.integers(0, 3, size=6), device=device)
+    with torch.autocast(device, dtype=dtype):
         logits_t, logits_m = theirs(x), mixed(x)
         loss_t = torch.nn.functional.cross_entropy(logits_t, target)
         loss_m = D.cross_entropy(logits_m, target)
@@ -140,12 +146,13 @@ LOSSES = {
 
 @pytest.mark.parametrize("dtype", HALVES, ids=_name)
 @pytest.mark.parametrize("loss", sorted(LOSSES))
-def test_losses_compute_in_float32_as_torch_does(loss, dtype, gen):
+@pytest.mark.parametrize("device", DEVICES)
+def test_losses_compute_in_float32_as_torch_does(loss, dtype, gen, device):
     ours, theirs = LOSSES[loss]
-    y = torch.tensor(randn((7, 5), gen), dtype=torch.float32).to(dtype)
-    t = torch.tensor(randn((7, 5), gen), dtype=torch.float32).sigmoid().to(dtype)
+    y = torch.tensor(randn((7, 5), gen), dtype=torch.float32, device=device).to(dtype)
+    t = torch.tensor(randn((7, 5), gen), dtype=torch.float32, device=device).sigmoid().to(dtype)
     yo, yt = y.clone().requires_grad_(), y.clone().requires_grad_()
-    with torch.autocast("cpu", dtype=dtype):
+    with torch.autocast(device, dtype=dtype):
         lo, lt = ours(yo, t), theirs(yt, t)
     assert lo.dtype == lt.dtype == torch.float32
     # both are float32 losses of the same half inputs: float32 agreement, not the half dtype's
@@ -157,9 +164,10 @@ def test_losses_compute_in_float32_as_torch_does(loss, dtype, gen):
 
 
 @pytest.mark.parametrize("dtype", HALVES, ids=_name)
-def test_other_ops_keep_their_input_dtype_as_torch_cpu_does(dtype, gen):
-    x = torch.tensor(randn((2, 3, 6, 5), gen), dtype=torch.float32)
-    with torch.autocast("cpu", dtype=dtype):
+@pytest.mark.parametrize("device", DEVICES)
+def test_other_ops_keep_their_input_dtype_as_torch_does(dtype, gen, device):
+    x = torch.tensor(randn((2, 3, 6, 5), gen), dtype=torch.float32, device=device)
+    with torch.autocast(device, dtype=dtype):
         for ours, theirs in (
             (D.relu(x), torch.relu(x)),
             (D.softmax(x.to(dtype), 1), torch.softmax(x.to(dtype), 1)),  # float32 only in CUDA regions
@@ -168,22 +176,24 @@ def test_other_ops_keep_their_input_dtype_as_torch_cpu_does(dtype, gen):
             assert ours.dtype == theirs.dtype
 
 
-def test_float64_is_not_cast_and_nothing_changes_outside_a_region(gen):
-    x = torch.tensor(randn((4, 6), gen))  # float64
-    w = torch.tensor(randn((3, 6), gen))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+@pytest.mark.parametrize("device", DEVICES)
+def test_float64_is_not_cast_and_nothing_changes_outside_a_region(gen, device):
+    x = torch.tensor(randn((4, 6), gen), device=device)  # float64
+    w = torch.tensor(randn((3, 6), gen), device=device)
+    with torch.autocast(device, dtype=torch.bfloat16):
         assert D.linear(x, w).dtype == torch.float64  # autocast leaves float64 alone, as in torch
     with pytest.raises(TypeError, match="weight must have the dtype of input"):
         D.linear(x.bfloat16(), w.float())  # outside a region mixed dtypes are still an error
 
 
 @pytest.mark.parametrize("dtype", HALVES, ids=_name)
-def test_autocast_under_torch_compile_fullgraph(dtype, gen):
+@pytest.mark.parametrize("device", DEVICES)
+def test_autocast_under_torch_compile_fullgraph(dtype, gen, device):
     torch.manual_seed(3)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 6), dnn.ReLU(), dnn.Linear(6, 4), torch.nn.Linear(4, 2))
+    model = torch.nn.Sequential(torch.nn.Linear(8, 6), dnn.ReLU(), dnn.Linear(6, 4), torch.nn.Linear(4, 2)).to(device)
     compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
-    x = torch.tensor(randn((5, 8), gen), dtype=torch.float32)
-    with torch.autocast("cpu", dtype=dtype):
+    x = torch.tensor(randn((5, 8), gen), dtype=torch.float32, device=device)
+    with torch.autocast(device, dtype=dtype):
         eager, traced = model(x), compiled(x)
     assert traced.dtype == eager.dtype == dtype
     torch.testing.assert_close(traced, eager, rtol=0, atol=0)
