@@ -2,7 +2,7 @@
 
 Each maker takes (shape, generator) and returns (input, target, hyperparameters) in float64
 (int64 class indices), every input at least 0.05 away from the loss's kinks, so that rounding
-to float32/float16/bfloat16 cannot flip a subgradient.
+to float32/float16/bfloat16 cannot flip a subgradient; ``kink_inputs`` puts terms exactly on them.
 """
 
 from __future__ import annotations
@@ -58,6 +58,30 @@ def huber_inputs(shape: tuple[int, ...], gen: np.random.Generator) -> Inputs:
     """Regression inputs and a random delta in [0.3, 3]."""
     y, t, _ = regression_inputs(shape, gen)
     return y, t, {"delta": float(gen.uniform(0.3, 3.0))}
+
+
+# The losses whose gradient has a kink, where each backend must take the documented subgradient 0
+# (as torch's relu and sign do); squared hinge is continuous there and needs no such test.
+KINKED = ("hinge", "multiclass_hinge", "l1")
+
+
+def kink_inputs(name: str, shape: tuple[int, ...], gen: np.random.Generator) -> Inputs:
+    """Inputs of a KINKED loss with many terms exactly on the kink (1 - y t = 0, 1 - (y_t - y_j) = 0,
+    y = t) and the others at least 0.5 from it: small multiples of 1/4, exact in every float dtype, so
+    the margin computed in any of them is exactly 0 there."""
+    if name == "multiclass_hinge":
+        n, k = shape
+        y = gen.integers(-2, 3, size=(n, k)).astype(np.float64)  # integer margins: 0 wherever y_t - y_j = 1
+        return y, labels(n, k, gen), {}
+    on = gen.random(shape) < 0.5
+    off = gen.choice([-1.5, -0.5, 0.5, 1.5], size=shape)
+    if name == "hinge":
+        t = signs(shape, gen)
+        return (1 - np.where(on, 0.0, off)) * t, t, {}  # the margin z = 1 - y t is 0 or off
+    if name == "l1":
+        t = np.round(randn(shape, gen) * 4) / 4
+        return t + np.where(on, 0.0, off), t, {}
+    raise ValueError(f"no kink inputs for loss {name!r}; KINKED = {KINKED}")
 
 
 # name: (the backends' forward function, input maker, K-class?)

@@ -67,6 +67,24 @@ def test_stable_for_extreme_inputs(name, dtype, gen):
     assert np.all(np.isfinite(getattr(K, f"{name}_forward")(x.astype(dtype))))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_row_maximum_anywhere_in_a_long_row(name, dtype, gen):
+    # rows of 19 (two blocks of 8 lanes and a tail of 3) with one huge logit at each position in turn:
+    # the row maximum that keeps exp's argument <= 0 must see every lane and every tail element
+    x = randn((19, 19), gen)
+    x[np.arange(19), np.arange(19)] = 1e4
+    check_op(name, x, randn(x.shape, gen), {}, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["relu", "leaky_relu"])
+def test_gradient_at_the_kink_like_reference(name, dtype, gen):
+    x = np.where(gen.random((5, 7)) < 0.5, 0.0, randn((5, 7), gen))  # x = 0: relu' = 0, leaky_relu' = slope
+    x[0, :2] = [0.0, -0.0]
+    check_op(name, x, randn(x.shape, gen), hyper(name, gen, 2), dtype)
+
+
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_activation_forward_backward(activation, gen):
     slope = float(gen.uniform(0.01, 0.5))

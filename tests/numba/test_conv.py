@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -27,6 +28,7 @@ GRID = [
     (1, 2, 4, 3, 3, 3, 3, 3, (1, 2), 2, 1),  # dilated window of 5 fits the padded 6 x 7
     (2, 3, 12, 12, 4, 4, 4, 3, 0, 1, 1),  # stride leaves input rows unread
     (1, 3, 13, 12, 4, 3, 3, 1, 1, 1, 1),  # one image, one group: output rows split across threads
+    (1, 4, 7, 9, 6, 1, 1, 1, 0, 1, 1),  # 1x1 on one image, one group: rows split, so NOT x as its own columns
 ]
 
 
@@ -82,15 +84,42 @@ def test_conv2d_several_row_blocks(dtype, gen, monkeypatch):
     # a tiny column budget forces several row blocks per image: dW accumulates across blocks and
     # col2im adds the overlapping halo rows of consecutive blocks, in both column paths
     monkeypatch.setattr(K, "_COLS_BYTES", 64)
+    for case in (GRID[0], GRID[1], GRID[5], GRID[2]):  # GRID[2]: a 1x1 kernel, in blocks: not the direct path
+        _check_case(case, dtype, "tanh", gen)
+
+
+class _NaNScratch:
+    """numpy, except that ``empty`` hands out NaN-filled arrays: scratch that a kernel reads before
+    writing it (an unzeroed pad or junk column) then poisons the results instead of passing by luck."""
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(np, name)
+
+    @staticmethod
+    def empty(shape, dtype=float) -> np.ndarray:  # noqa: ANN001
+        return np.full(shape, np.nan, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_never_reads_uninitialised_scratch(dtype, gen, monkeypatch):
+    # the pitch path's padded input rows and their slack, the junk columns, the gather path's padding:
+    # every scratch buffer of the wrappers (and y, dx) starts as NaN, and nothing of it may leak out
+    for case in (GRID[0], GRID[1], GRID[5]):
+        _check_case(case, dtype, "tanh", gen)  # compiled before numpy is swapped (the kernels keep theirs)
+    monkeypatch.setattr(K, "np", _NaNScratch())
     for case in (GRID[0], GRID[1], GRID[5]):
         _check_case(case, dtype, "tanh", gen)
+    monkeypatch.setattr(K, "_COLS_BYTES", 64)  # and in row blocks, whose halo rows overlap
+    _check_case(GRID[0], dtype, "tanh", gen)
 
 
 def test_conv2d_without_settable_blas_threads(gen, monkeypatch):
     # a BLAS whose thread count cannot be set: numba runs single-threaded, BLAS keeps its threads
     monkeypatch.setitem(K._blas_state, "api", None)
     monkeypatch.setitem(K._blas_state, "probed", True)
+    before = numba.get_num_threads()
     _check_case(GRID[0], np.float64, "relu", gen)
+    assert numba.get_num_threads() == before  # numba's own thread count is restored after the call
 
 
 def test_blas_thread_count_restored(gen):

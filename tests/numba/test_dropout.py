@@ -22,10 +22,15 @@ def _mix64(z: int) -> int:
     return z ^ (z >> 31)
 
 
-def _documented_mask(n: int, p: float, seed: int) -> np.ndarray:
-    """The module docstring's formula, in plain Python integers."""
+def _documented_bits(i: int, seed: int) -> int:
+    """The module docstring's 53 random bits of element i, in plain Python integers."""
     key = _mix64((seed & _M64) ^ 0x6A09E667F3BCC909)
-    return np.array([(_mix64((key + i * 0x9E3779B97F4A7C15) & _M64) >> 11) / 2**53 >= p for i in range(n)])
+    return _mix64((key + i * 0x9E3779B97F4A7C15) & _M64) >> 11
+
+
+def _documented_mask(n: int, p: float, seed: int) -> np.ndarray:
+    """The module docstring's formula: keep element i where bits / 2**53 >= p."""
+    return np.array([_documented_bits(i, seed) / 2**53 >= p for i in range(n)])
 
 
 def _p(gen: np.random.Generator) -> float:
@@ -61,6 +66,16 @@ def test_mask_is_the_documented_hash(p, seed):
     big = 2**64 + seed  # seeds are taken mod 2**64
     np.testing.assert_array_equal(K.dropout_mask(shape, p, big), mask)
     np.testing.assert_array_equal(K.dropout_mask(5, p, 2**63 + seed).reshape(-1), _documented_mask(5, p, 2**63 + seed))
+
+
+def test_mask_decides_exactly_at_the_draw():
+    # p a half step of 2**-53 above element 0's draw u drops it, p = u keeps it (u >= p): the
+    # threshold is ceil(p * 2**53) exactly, off by one nowhere (random p land on the edge with odds 2**-53)
+    seed = next(s for s in range(64) if _documented_bits(0, s) < 2**52)  # room for the half step in p
+    bits = _documented_bits(0, seed)
+    assert not K.dropout_mask(1, (bits + 0.5) / 2**53, seed)[0]
+    assert K.dropout_mask(1, bits / 2**53, seed)[0]
+    assert K.dropout_mask(1, (bits - 0.5) / 2**53, seed)[0]
 
 
 def test_seed_reproducible_different_seeds_differ_thread_count_free(seed):

@@ -12,7 +12,7 @@ from dlgpu.kernels.numba import losses as K
 from dlgpu.reference import losses as R
 from dlgpu.testing import assert_close, assert_ulps, labels, randn, signs, to_numpy, uniform
 from dlgpu.testing.extremes import HUBER_D, HUBER_DELTA, HUBER_KNOWN
-from dlgpu.testing.loss_inputs import LOSSES, logits_classes, regression_inputs
+from dlgpu.testing.loss_inputs import KINKED, LOSSES, kink_inputs, logits_classes, regression_inputs
 
 DTYPES = [np.float32, np.float64]
 REDUCTIONS = ("mean", "sum", "none")
@@ -56,6 +56,22 @@ def test_matches_reference(name, dtype, gen):
     for shape in shapes:
         y, t, hyper = make(shape, gen)
         check_loss(name, y, t, hyper, dtype, gen)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", KINKED)
+def test_subgradient_on_the_kink_like_reference(name, dtype, gen):
+    y, t, hyper = kink_inputs(name, (7, 9), gen)  # many terms exactly on the kink: subgradient 0
+    check_loss(name, y, t, hyper, dtype, gen)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_row_maximum_anywhere_in_a_long_row(dtype, gen):
+    # rows of 19 (two blocks of 8 lanes and a tail of 3) with one huge logit at each position in turn:
+    # the row maximum that keeps exp's argument <= 0 must see every lane and every tail element
+    y = randn((19, 19), gen)
+    y[np.arange(19), np.arange(19)] = 1e4
+    check_loss("cross_entropy", y, labels(19, 19, gen), {}, dtype, gen)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -172,6 +172,9 @@ def test_bad_input_same_errors_as_reference(gen):
     neg = idx.copy()
     neg[0, 1, 0, 1] = -1
     _same_error(K.max_pool2d_backward, P.max_pool2d_backward, y, neg, x.shape)
+    past = idx.copy()
+    past[0, 1, 1, 0] = 5 * 5  # exactly H*W: one past the plane's last element, the only bad index
+    _same_error(K.max_pool2d_backward, P.max_pool2d_backward, y, past, x.shape)
     _same_error(K.max_pool2d_backward, P.max_pool2d_backward, y, idx.astype(np.float64), x.shape)
     _same_error(K.max_pool2d_backward, P.max_pool2d_backward, y, idx[..., :1], x.shape)
     _same_error(K.avg_pool2d_backward, P.avg_pool2d_backward, y, x.shape, 3)  # dy not the output shape

@@ -209,11 +209,13 @@ def test_max_norm_rows_at_extreme_magnitudes(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_max_norm_zero_nan_inf_rows_like_reference(dtype):
-    w = np.array([[0.0, 0.0], [np.nan, 1.0], [np.inf, 1.0], [1e-320 if dtype == np.float64 else 1e-45, 0.0]], dtype)
+    tiny = 1e-320 if dtype == np.float64 else 1e-45
+    w = np.array([[0.0, 0.0], [np.nan, 1.0], [np.inf, 1.0], [tiny, 0.0], [np.inf, np.nan], [0.0, np.nan]], dtype)
     with np.errstate(invalid="ignore"):  # inf * 0 in the inf row, as the reference's
         out, ref = K.max_norm_forward(w, 1e-3), R.max_norm_forward(w, 1e-3)
     np.testing.assert_array_equal(out, ref)
-    np.testing.assert_array_equal(out[[0, 1, 3]], w[[0, 1, 3]])  # zero, NaN (not > c) and tiny rows stay
+    # zero, NaN (norm NaN, not > c, also beside an inf or only zeros) and tiny rows stay
+    np.testing.assert_array_equal(out[[0, 1, 3, 4, 5]], w[[0, 1, 3, 4, 5]])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -64,7 +64,9 @@ def test_matches_reference(nl, dtype, bias, gen):
     check(nl, dtype, gen, dims, bias=(bias, bias))
 
 
-@pytest.mark.parametrize("dims", [(5, 3, 7, 6), (1, 2, 3, 4), (1, 1, 1, 1)], ids=["5x3x7x6", "T1", "ones"])
+@pytest.mark.parametrize(
+    "dims", [(5, 3, 7, 6), (1, 2, 3, 4), (2, 3, 4, 5), (1, 1, 1, 1)], ids=["5x3x7x6", "T1", "T2", "ones"]
+)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("nl", NONLINEARITIES)
 def test_odd_shapes(nl, dtype, dims, gen):

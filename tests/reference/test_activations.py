@@ -51,6 +51,18 @@ def test_activation_matches_torch(name, gen):
     assert_close(bwd(dy, y if from_output else x), xt.grad, name, "float64", name=f"{name} dx")
 
 
+@pytest.mark.parametrize("name", ["relu", "leaky_relu"])
+def test_gradient_at_the_kink_matches_torch(name, gen):
+    # x = +-0 exactly (kept away from above): relu's subgradient there is 0, leaky_relu's is the slope
+    _, bwd, _, tfn = ELEMENTWISE[name]
+    x = np.where(gen.random((4, 9)) < 0.5, 0.0, randn((4, 9), gen))
+    x[0, :2] = [0.0, -0.0]
+    dy = randn(x.shape, gen)
+    xt = torch.tensor(x, requires_grad=True)
+    tfn(xt).backward(torch.tensor(dy))
+    assert_close(bwd(dy, x), xt.grad, name, "float64", name=f"{name} dx")
+
+
 @pytest.mark.parametrize("fwd", [A.softmax_forward, A.log_softmax_forward, A.sigmoid_forward, A.softplus_forward])
 def test_stable_for_extreme_inputs(fwd):
     x = np.array([[-1e4, 0.5, 1e4], [800.0, -800.0, 3.0]])

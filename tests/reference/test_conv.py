@@ -169,6 +169,8 @@ def test_bad_input(gen):
     y = C.conv2d_forward(x, w, activation="relu", **ok)
     with pytest.raises(ValueError, match="dy must have shape"):
         C.conv2d_backward(randn((2, 6, 5, 3), gen), x, w, **ok)
+    with pytest.raises(TypeError, match=r"dy must have the dtype of x \(float64\), got float32"):
+        C.conv2d_backward(y.astype(np.float32), x, w, **ok)
     with pytest.raises(ValueError, match="out .* is required"):
         C.conv2d_backward(randn(y.shape, gen), x, w, activation="relu", **ok)
     with pytest.raises(ValueError, match="out must have the same shape"):

@@ -13,9 +13,11 @@ from dlgpu.reference import losses as Lo
 from dlgpu.testing import Tolerance, assert_close, assert_ulps, check_gradients, randn, signs, uniform
 from dlgpu.testing.extremes import HUBER_D_FINITE, HUBER_DELTA, HUBER_KNOWN
 from dlgpu.testing.loss_inputs import (
+    KINKED,
     bce_inputs,
     hinge_inputs,
     huber_inputs,
+    kink_inputs,
     logit_inputs,
     logits_classes,
     margin_inputs,
@@ -120,6 +122,25 @@ def test_matches_torch(name, reduction, gen):
     lt = tfn(yt, torch.tensor(t), reduction, **hyper)
     lt.backward(torch.tensor(g))
     assert_close(loss, lt, name, "float64", name=f"{name} loss")
+    assert_close(Lo.loss_backward(g, grad, reduction), yt.grad, name, "float64", name=f"{name} dinput")
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", KINKED)
+def test_subgradient_on_the_kink_matches_torch(name, reduction, gen):
+    # the inputs above keep away from the kinks; here many terms sit exactly on one, where the
+    # documented subgradient is 0 (torch's relu' and sign at 0 too), not the one-sided derivative
+    fwd, tfn, _, k_class = LOSSES[name]
+    y, t, _ = kink_inputs(name, (6, 5), gen)
+    if name == "multiclass_hinge":
+        kink = 1 - (y[np.arange(len(t)), t][:, None] - y)  # N,K margins (1 at j = t)
+    else:
+        kink = 1 - y * t if name == "hinge" else y - t
+    assert np.any(kink == 0)  # the kink is really hit
+    loss, grad = fwd(y, t, reduction)
+    g = randn(loss.shape, gen) if reduction == "none" else np.asarray(gen.uniform(0.5, 2.0))
+    yt = torch.tensor(y, requires_grad=True)
+    tfn(yt, torch.tensor(t), reduction).backward(torch.tensor(g))
     assert_close(Lo.loss_backward(g, grad, reduction), yt.grad, name, "float64", name=f"{name} dinput")
 
 

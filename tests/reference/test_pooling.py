@@ -229,6 +229,10 @@ def test_bad_backward_input(gen):
         P.max_pool2d_backward(y, idx.astype(np.float64), x.shape)
     with pytest.raises(ValueError, match="indices must lie in"):
         P.max_pool2d_backward(y, idx + 25, x.shape)
+    past = idx.copy()
+    past[0, 1, 1, 0] = 25  # exactly H*W, the only bad index: one past the plane's end
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, H\*W\) = \[0, 25\), got \[\d+, 25\]"):
+        P.max_pool2d_backward(y, past, x.shape)
     ya = P.avg_pool2d_forward(x, 2)
     with pytest.raises(ValueError, match="dy must have shape"):
         P.avg_pool2d_backward(ya, x.shape, 3)
