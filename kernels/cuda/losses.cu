@@ -198,17 +198,19 @@ __global__ void sum_finish_kernel(const float* __restrict__ part, T* __restrict_
     if (threadIdx.x == 0) out[0] = from_f32<T>(acc * scale);
 }
 
-// dinput = g * grad_input, g rounded to T first (the reference casts grad_output to the dtype).
-// mode 0: g = gval (a host scalar); 1: g = gp[0]; 2: g = gp[i]; 3: g = gp[i / K] (one per row).
+// dinput = g * grad_input, g rounded once to T first (the reference casts grad_output to the dtype:
+// a double goes straight to T, round_from, not through float, which is 1 ulp off at ties).
+// mode 0: g = gval (a host scalar, already rounded to T by the loader); 1: g = gp[0]; 2: g = gp[i];
+// 3: g = gp[i / K] (one per row).
 template <typename T, typename TG>
 __global__ void loss_bwd_kernel(const T* __restrict__ gin, const TG* __restrict__ gp, float gval,
                                 T* __restrict__ out, long long n, long long K, int mode) {
     const i64 stride = (i64)gridDim.x * blockDim.x;
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        float g = gval;
-        if (mode == 1) g = to_f32(gp[0]);
-        if (mode == 2) g = to_f32(gp[i]);
-        if (mode == 3) g = to_f32(gp[i / K]);
-        out[i] = from_f32<T>(round_to<T>(g) * to_f32(gin[i]));
+        float g = round_to<T>(gval);
+        if (mode == 1) g = round_from<T>(gp[0]);
+        if (mode == 2) g = round_from<T>(gp[i]);
+        if (mode == 3) g = round_from<T>(gp[i / K]);
+        out[i] = from_f32<T>(g * to_f32(gin[i]));
     }
 }

@@ -19,7 +19,20 @@ import numpy as np
 
 from ...reference._validate import check_array, check_float, check_positive, check_real, check_reduction
 from ...reference.losses import _check_classes, _check_elementwise, _check_signs, _check_unit_interval
-from ._common import CTYPES, FLOAT_DTYPES, Call, Module, cdiv, dtype_name, f32, i32, i64, is_device_array, ptr
+from ._common import (
+    CTYPES,
+    FLOAT_DTYPES,
+    Call,
+    Module,
+    cdiv,
+    dtype_name,
+    f32,
+    i32,
+    i64,
+    is_device_array,
+    ptr,
+    round_to_dtype,
+)
 
 _FLOAT_CT = tuple(CTYPES[d] for d in FLOAT_DTYPES)
 TARGET_DTYPES = ("float32", "float16", "bfloat16", "float64")
@@ -197,7 +210,7 @@ def loss_backward(grad_output: Any, grad_input: Any, reduction: str) -> Any:
         )
     gval = 0.0
     if mode == 0:
-        gval = float(np.asarray(g, dtype=np.float64))
+        gval = round_to_dtype(float(np.asarray(g, dtype=np.float64)), dt)  # once, as the reference's astype
         gp = None
         tg = dt
     else:

@@ -14,8 +14,9 @@ from dlgpu import ops
 from dlgpu.reference import activations as ref_act
 from dlgpu.reference import losses as ref_losses
 from dlgpu.reference import pooling as ref_pool
-from dlgpu.testing.cases import _conv_case, _linear_case, all_cases, run_case, torch_inputs
-from dlgpu.testing.harness import assert_close
+from dlgpu.reference.locally_connected import locally_connected2d_output_shape
+from dlgpu.testing.cases import Case, _conv_case, _linear_case, all_cases, run_case, torch_inputs
+from dlgpu.testing.harness import assert_close, randn
 
 FAMILIES = ("activations", "linear", "conv", "locally_connected", "pooling", "dropout", "losses", "regularizers")
 CASES = {c.name: c for c in all_cases(seed=5, size="quick") if ops.OPS[c.forward] in FAMILIES}
@@ -97,6 +98,67 @@ def test_conv_and_linear_with_split_k_and_groups(target, gen, dtype):
         assert res.ok, res.error or str(res.worst)
 
 
+# Non-square windows, and strides, paddings and dilations that differ between H and W: each row
+# mixes up the two axes where an H term used for W (or KH for KW) changes the result. The quick
+# cases above are square and symmetric, so they cannot tell the axes apart.
+_CONV_GEOMETRY = [  # (N, C, H, W, O, (KH, KW), stride, padding, dilation, groups, activation)
+    (2, 4, 11, 9, 6, (3, 2), (2, 1), (1, 2), (1, 2), 2, "tanh"),
+    (2, 3, 8, 12, 4, (2, 3), (1, 3), (2, 0), (2, 1), 1, "none"),
+]
+_POOL_GEOMETRY = [((3, 2), (1, 2), (1, 1)), ((2, 3), (3, 1), (0, 1))]  # (kernel, stride, padding)
+_LC_GEOMETRY = [((3, 2), (2, 1), (1, 0)), ((2, 3), (1, 3), (0, 1))]  # (kernel, stride, padding)
+
+
+def _asymmetric_cases(gen) -> list[Case]:
+    out = []
+    for n, c, h, w, o, (kh, kw), stride, padding, dilation, groups, act in _CONV_GEOMETRY:
+        x, wt = randn((n, c, h, w), gen), randn((o, c // groups, kh, kw), gen, scale=(c * kh * kw / groups) ** -0.5)
+        kw_ = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, activation=act)
+
+        def mk(outs, g, _x=x, _w=wt, _kw=kw_):
+            return (randn(outs[0].shape, g), _x, _w), {**_kw, "out": outs[0]}
+
+        out.append(Case(f"conv2d{kw_}", "conv2d", "conv2d_forward", (x, wt, randn((o,), gen)), kw_,
+                        "conv2d_backward", mk))  # fmt: skip
+    x = (gen.permutation(2 * 3 * 9 * 10).reshape(2, 3, 9, 10) / 540 + 0.01).astype(np.float64)  # no ties
+    for k, s, p in _POOL_GEOMETRY:
+
+        def mk_max(outs, g):
+            return (randn(outs[0].shape, g), outs[1], x.shape), {}
+
+        out.append(Case(f"max_pool2d[{k},{s},{p}]", "max_pool2d", "max_pool2d_forward", (x, k, s, p), {},
+                        "max_pool2d_backward", mk_max))  # fmt: skip
+        for cip in (True, False):
+
+            def mk_avg(outs, g, _k=k, _s=s, _p=p, _c=cip):
+                return (randn(outs[0].shape, g), x.shape, _k, _s, _p, _c), {}
+
+            out.append(Case(f"avg_pool2d[{k},{s},{p},{cip}]", "avg_pool2d", "avg_pool2d_forward", (x, k, s, p, cip),
+                            {}, "avg_pool2d_backward", mk_avg))  # fmt: skip
+    for (kh, kw), stride, padding in _LC_GEOMETRY:
+        xl = randn((2, 3, 9, 8), gen)
+        oh, ow = locally_connected2d_output_shape(xl.shape, (kh, kw), stride, padding)
+        wl = randn((oh, ow, 4, 3, kh, kw), gen, scale=(3 * kh * kw) ** -0.5)
+        kw_ = dict(stride=stride, padding=padding)
+
+        def mk_lc(outs, g, _x=xl, _w=wl, _kw=kw_):
+            return (randn(outs[0].shape, g), _x, _w), dict(_kw)
+
+        out.append(Case(f"locally_connected2d{kw_}", "locally_connected2d", "locally_connected2d_forward",
+                        (xl, wl, randn((4, oh, ow), gen)), kw_, "locally_connected2d_backward", mk_lc))  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_conv_pooling_and_locally_connected_tell_h_from_w(target, gen, dtype):
+    bad = []
+    for case in _asymmetric_cases(gen):
+        res = run_case(case, "cupy", dtype, seed=7, convert=torch_inputs(dtype, target.device))
+        if not res.ok or not res.reports:
+            bad.append(f"{case.name}: {res.error or [str(r) for r in res.reports if not r.ok]}")
+    assert not bad, "\n".join(bad)
+
+
 def test_max_pool_ties_and_nan_follow_the_reference(target):
     _t = target.tensor
     x = np.zeros((1, 2, 5, 6))
@@ -133,6 +195,22 @@ def test_dropout_seed_is_reproducible_and_keeps_1_minus_p(target, gen):
         mask_cp = dropout_mask(tuple(x.shape), p, 1234)
         assert isinstance(mask_cp, target.xp.ndarray)
         np.testing.assert_array_equal(target.to_f64(mask_cp), keep.cpu().numpy())
+
+
+def test_dropout_seed_keys_philox_with_all_64_bits(target, gen):
+    """The key's high word is the seed's bits 32..63: seeds 2^32 apart draw different masks, and the
+    kernels' mask for a seed past 32 bits is the host model's (test_dropout_seed_is_reproducible...
+    only uses a seed below 2^32, whose high word is 0)."""
+    from dlgpu.kernels.cuda.dropout import dropout_mask, dropout_mask_host
+
+    x = target.tensor(gen.standard_normal((37, 29)) + 5)  # no zeros: y == 0 exactly where dropped
+    keeps = {}
+    for seed in (77, 2**32 + 77, 2**63 + 2**40 + 77):
+        keeps[seed] = _call("dropout_forward", x, 0.4, seed=seed) != 0
+        np.testing.assert_array_equal(keeps[seed].cpu().numpy(), dropout_mask_host(tuple(x.shape), 0.4, seed))
+        assert torch.equal(dropout_mask(tuple(x.shape), 0.4, seed, like=x), keeps[seed])
+    assert not torch.equal(keeps[77], keeps[2**32 + 77])
+    assert not torch.equal(keeps[2**32 + 77], keeps[2**63 + 2**40 + 77])
 
 
 def test_reductions_are_bitwise_reproducible(target, gen):

@@ -49,6 +49,14 @@ def test_every_op_matches_reference(dims, dtype, path, seed, target):
             assert_ok(cases.run_case(case, "cupy", dtype, seed, convert=cases.torch_inputs(dtype, target.device)))
 
 
+def test_bias_and_peephole_gradients_over_several_row_slabs(seed, target):
+    """T B = 9 x 61 = 549 rows: the column sums behind db and the peephole gradient (rec_colsum,
+    lstm_peep_partial) run in two slabs of at most 512 rows, then a sum over the slabs. Every other
+    shape here has T B <= 512: one slab."""
+    for case in recurrent_cases(seed, (9, 61, 3, 5)):
+        assert_ok(cases.run_case(case, "cupy", "float32", seed, convert=cases.torch_inputs("float32", target.device)))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_cupy_arrays(dtype, seed, target):
     def conv(a: np.ndarray):

@@ -13,7 +13,7 @@ import torch
 
 from dlgpu import ops
 from dlgpu.reference import regularizers as R
-from dlgpu.testing import assert_ulps, max_norm_exact, round_to, to_numpy
+from dlgpu.testing import assert_close, assert_ulps, max_norm_exact, round_to, to_numpy
 from dlgpu.testing.extremes import check_clip_grad_norm, clip_norm_cases
 
 
@@ -67,3 +67,30 @@ def test_penalty_backward_grad_output_kinds(target):
         assert torch.all(torch.isfinite(want))
         for ok in (2, np.float32(2.0), np.int64(2), torch.tensor(2.0, device=target.device)):
             assert torch.equal(_call(op, w, 0.5, ok), want)
+
+
+def test_l1_penalty_backward_subgradient_is_0_at_0(target):
+    """sign(0) = 0 (torch's abs), for +0 and -0; NaN stays NaN. The quick cases have no zero weight."""
+    w = target.tensor(np.array([[0.0, -0.0, 1.5], [-2.0, 0.0, np.nan]]))
+    got = _call("l1_penalty_backward", w, 0.5, 2.0)
+    want = R.l1_penalty_backward(to_numpy(w).astype(np.float32), 0.5, 2.0)
+    np.testing.assert_array_equal(to_numpy(got), want)  # NaN == NaN here
+    np.testing.assert_array_equal(to_numpy(got)[:, :2], [[0.0, 0.0], [-1.0, 0.0]])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_clip_grad_norm_1_and_inf_norms(target, gen, dtype):
+    """norm_type 1.0 and inf (the quick case and the extremes above use 2.0): sums of |g| and the
+    largest |g| over several grads, one of 5000 entries (two partial blocks), so the finish kernel
+    combines several partials; max_norm both above and below the total."""
+    shapes = (((50, 100), 1.0), ((7,), 9.0), ((3, 4), 0.1))
+    grads = [target.tensor(gen.standard_normal(s) * sc, dtype) for s, sc in shapes]
+    g64 = [to_numpy(g) for g in grads]
+    for norm_type in (1.0, float("inf")):
+        for max_norm in (0.5, 1e5):
+            out, total = _call("clip_grad_norm_forward", grads, max_norm, norm_type)
+            want_out, want_total = R.clip_grad_norm_forward(g64, max_norm, norm_type)
+            name = f"clip_grad_norm p={norm_type} c={max_norm}"
+            assert_close(total, want_total, op="clip_grad_norm", dtype=dtype, name=name)
+            for o, w in zip(out, want_out):
+                assert_close(o, w, op="clip_grad_norm", dtype=dtype, name=name)

@@ -110,6 +110,19 @@ def test_binary_cross_entropy_logit_and_probability_edges(dname, gen):
     check_loss("binary_cross_entropy_with_logits", x, q, {}, dname, gen)
 
 
+@pytest.mark.parametrize("dname", ["float32", "bfloat16"])
+def test_gradients_at_the_kinks(dname, gen):
+    """The subgradient 0 where 1 - y t (hinge) or y - t (L1) is exactly 0: margin_inputs and
+    regression_inputs keep away from both kinks."""
+    y, t = np.array([[1.0, -1.0, 0.5], [-2.0, 0.25, 1.0]]), np.array([[1.0, -1.0, 1.0], [1.0, -1.0, -1.0]])
+    for name in ("hinge", "squared_hinge"):  # y t = 1 in the first two
+        check_loss(name, y, t, {}, dname, gen)
+        grad = getattr(K, f"{name}_loss_forward")(_dev(y, DTYPES[dname]), _dev(t, DTYPES[dname]), "none")[1]
+        assert grad[0, 0].item() == grad[0, 1].item() == 0.0
+    check_loss("l1", y, y, {}, dname, gen)
+    assert torch.all(K.l1_loss_forward(_dev(y, DTYPES[dname]), _dev(y, DTYPES[dname]), "sum")[1] == 0)
+
+
 def test_nan_propagates_like_reference(gen):
     y, t, _ = logits_classes((4, 7), gen)
     y[1, 3] = np.nan
