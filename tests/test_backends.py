@@ -82,3 +82,32 @@ def test_a_crashing_kernel_is_reported_not_raised(monkeypatch):
     monkeypatch.setattr(mod, "relu_forward", boom)
     res = run_case(CASES["relu"], "numba", np.float32)
     assert not res.ok and "kernel exploded" in res.error
+
+
+def _patched(monkeypatch, family, op, fn):
+    mod = ops.backend_module("numba", family)
+    good = getattr(mod, op)
+    monkeypatch.setattr(mod, op, lambda *a, **k: fn(good(*a, **k)))
+
+
+@pytest.mark.parametrize(
+    "case,family,op,wrong,where",
+    [
+        # a wrong second output of the forward: max-pool's indices, a loss's gradient
+        ("max_pool2d[k3,s2,p1]", "pooling", "max_pool2d_forward", lambda o: (o[0], o[1] * 0),
+         "max_pool2d_forward:out1"),
+        ("mse_loss[mean]", "losses", "mse_loss_forward", lambda o: (o[0], o[1] * 1.01), "mse_loss_forward:out1"),
+        # one gradient of several wrong, or missing, or None
+        ("linear[relu]", "linear", "linear_backward", lambda o: (o[0], o[1], o[2] * 1.01), "linear_backward:out2"),
+        ("linear[relu]", "linear", "linear_backward", lambda o: o[:2], "backward: returned 2 outputs"),
+        ("linear[relu]", "linear", "linear_backward", lambda o: (o[0], o[1], None), "linear_backward:out2"),
+        ("max_pool2d[k2,s2,p0]", "pooling", "max_pool2d_forward", lambda o: o[:1], "forward: returned 1 outputs"),
+    ],
+    ids=["indices", "loss-gradient", "db", "db-missing", "db-none", "indices-missing"],
+)  # fmt: skip
+def test_every_output_is_compared(monkeypatch, case, family, op, wrong, where):
+    _patched(monkeypatch, family, op, wrong)
+    res = run_case(CASES[case], "numba", np.float64)
+    assert not res.ok
+    bad = [r.name for r in res.reports if not r.ok]
+    assert where in bad or where in res.error, (bad, res.error)

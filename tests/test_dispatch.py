@@ -48,6 +48,23 @@ def test_set_backend_use_backend_and_env(monkeypatch, gen):
         dlgpu.get_backend()
 
 
+def test_call_beats_block_beats_set_backend_beats_env(monkeypatch, gen):
+    """The documented order, first match wins: backend=, the innermost use_backend, set_backend, DLGPU_BACKEND."""
+    x = randn((3, 4), gen)
+    monkeypatch.setenv("DLGPU_BACKEND", "numba")
+    assert dlgpu.get_backend() == "numba"
+    dlgpu.set_backend("numpy")
+    try:
+        assert dlgpu.get_backend() == "numpy"  # set_backend over the environment
+        with dlgpu.use_backend("numba"):
+            assert dlgpu.get_backend() == "numba"  # a block over set_backend
+            assert ops.resolve("relu_forward", (x,)) == "numba"
+            assert ops.resolve("relu_forward", (x,), backend="numpy") == "numpy"  # the call over all
+    finally:
+        dlgpu.set_backend(None)
+    assert dlgpu.get_backend() == "numba"
+
+
 def test_unknown_backend_and_op_are_clear_errors(gen):
     x = randn((3,), gen)
     with pytest.raises(ValueError, match="backend must be one of .*'numba'.*got 'fast'"):
@@ -74,6 +91,28 @@ def test_torch_cpu_tensors_round_trip_through_cpu_backends(gen):
     assert_close(y, np.maximum(x.numpy(), 0))
     y32 = ops.sigmoid_forward(x.float(), backend="numpy")
     assert y32.dtype == torch.float32
+
+
+def test_tensors_given_by_keyword_are_converted_and_come_back_as_tensors(gen):
+    x = torch.tensor(randn((5, 7), gen))
+    y = ops.relu_forward(x=x, backend="numpy")
+    assert isinstance(y, torch.Tensor) and y.dtype == torch.float64
+    assert_close(y, np.maximum(x.numpy(), 0))
+    dx = ops.relu_backward(dy=torch.ones_like(x), x=x)  # auto: every array is a keyword argument
+    assert isinstance(dx, torch.Tensor)
+    assert_close(dx, (x.numpy() > 0).astype(np.float64))
+    with pytest.raises(TypeError, match="the CPU backends take float16/32/64 tensors.*: x is a torch.bfloat16 tensor"):
+        ops.relu_backward(torch.ones(4), x=torch.ones(4, dtype=torch.bfloat16), backend="numpy")
+
+
+def test_a_named_backend_that_cannot_take_the_arrays_is_an_error(gen):
+    if not dlgpu.backends()["triton"].available:
+        pytest.skip(str(dlgpu.backends()["triton"]))
+    x = randn((3, 4), gen)  # a NumPy array: triton takes torch tensors only
+    with pytest.raises(dlgpu.BackendError, match=r"backend 'triton' cannot run on argument 0 \(numpy\)"):
+        ops.relu_forward(x, backend="triton")
+    with pytest.raises(dlgpu.BackendError, match=r"cannot run on dy \(numpy\)"):
+        ops.relu_backward(dy=x, x=torch.tensor(x), backend="triton")
 
 
 def test_numpy_in_numpy_out(gen):

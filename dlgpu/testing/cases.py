@@ -581,6 +581,9 @@ def run_case(
         result.error = f"forward: {type(e).__name__}: {e}"
         return result
     flat_ref, flat_out = _flatten(ref_out), _flatten(out)
+    if len(flat_out) != len(flat_ref):
+        result.error = f"forward: returned {len(flat_out)} outputs, the reference {len(flat_ref)}"
+        return result
     idx = case.compare_outputs if case.compare_outputs is not None else range(len(flat_ref))
     names = _names(case.forward, len(flat_ref))
     for i in idx:
@@ -598,6 +601,9 @@ def run_case(
         result.backward_s = time.perf_counter() - t0
     except Exception as e:
         result.error = f"backward: {type(e).__name__}: {e}"
+        return result
+    if len(grads) != len(ref_grads):  # zip would drop the missing gradients unchecked
+        result.error = f"backward: returned {len(grads)} outputs, the reference {len(ref_grads)}"
         return result
     names = _names(case.backward, len(ref_grads))
     for i, (gr, rr) in enumerate(zip(grads, ref_grads)):

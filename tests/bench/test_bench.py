@@ -13,7 +13,7 @@ import pytest
 
 import dlgpu
 from dlgpu import cli, ops
-from dlgpu.bench.report import COLUMNS, plot_speedups
+from dlgpu.bench.report import COLUMNS, markdown, plot_speedups, write_csv, write_json
 from dlgpu.bench.runner import (
     HOST_RUNTIME,
     NOT_TIMED_HOST,
@@ -83,6 +83,22 @@ def test_wrong_kernel_is_reported_as_fail_and_not_timed(monkeypatch, tmp_path, c
     assert fwd.note.startswith("not timed") and fwd.rel_err > fwd.rtol == 2e-5
     assert bwd.check == "PASS" and bwd.timed  # the backward kernel is fine, so it is timed
     assert res.failed == [fwd]
+    # the untimed row's NaN columns are empty cells in the CSV and null in the JSON (which has no NaN)
+    write_csv(res, tmp_path / "r.csv")
+    write_json(res, tmp_path / "r.json")
+    with open(tmp_path / "r.csv", newline="") as f:
+        cells = next(r for r in csv.DictReader(f) if r["direction"] == "fwd")
+    assert cells["median_ms"] == cells["speedup"] == "" and cells["check"] == "FAIL"
+    doc = json.loads((tmp_path / "r.json").read_text())
+    row = next(r for r in doc["rows"] if r["direction"] == "fwd")
+    assert row["median_ms"] is None and row["rel_err"] == pytest.approx(fwd.rel_err)
+    # the markdown table: one line per row; the timed row's % of peak, bandwidth then flops
+    bwd.frac_peak_bw, bwd.frac_peak_flops = 0.25, 0.5
+    lines = markdown(res).splitlines()
+    assert len(lines) == 2 + len(res.rows)
+    line = next(ln for ln in lines if " bwd " in ln)
+    assert line.rstrip(" |").endswith("| 25 | 50")
+    assert "| FAIL " in next(ln for ln in lines if " fwd " in ln)
     # the plot of a run whose only timed row ... still has one bar; of a run with none, a figure saying so
     assert plot_speedups(res, tmp_path / "one.png") == 1
     res.rows = [fwd]
@@ -105,6 +121,66 @@ def test_crashing_kernel_is_an_error_row(monkeypatch):
     by_dir = {r.direction: r for r in res.rows}
     assert by_dir["fwd"].check == "PASS" and by_dir["fwd"].timed
     assert by_dir["bwd"].check == "ERROR" and not by_dir["bwd"].timed and "kernel exploded" in by_dir["bwd"].note
+
+
+def test_one_wrong_output_of_several_fails_the_row(monkeypatch):
+    mod = ops.backend_module("numba", "linear")
+    good = mod.linear_backward
+    monkeypatch.setattr(mod, "linear_backward", lambda *a, **k: (*good(*a, **k)[:2], good(*a, **k)[2] * 1.01))
+    res = _bench(ops=["linear[relu]"], backends=["numba"])
+    by_dir = {r.direction: r for r in res.rows}
+    assert by_dir["fwd"].check == "PASS" and by_dir["fwd"].timed
+    bwd = by_dir["bwd"]  # dx and dW are right, db is not
+    assert bwd.check == "FAIL" and not bwd.timed and "linear_backward:out2" in bwd.note
+
+
+def test_the_verdict_names_the_failing_output_not_the_largest_error():
+    from dlgpu.bench.runner import _direction_verdict
+    from dlgpu.testing import Report, Tolerance
+    from dlgpu.testing.cases import CaseResult
+
+    tol = Tolerance(1e-2, 0.0)
+    loose = Report("op_forward:out0", "float32", tol, True, (3,), 3, rel_l2_err=5e-3)
+    off = Report("op_forward:out1", "float32", tol, False, (3,), 3, n_mismatch=1, rel_l2_err=1e-3)
+    res = CaseResult(None, "numba", "float32", [loose, off])
+    check, rel, rtol, _, note = _direction_verdict(res, "op_forward")
+    assert (check, rel, rtol) == ("FAIL", 1e-3, 1e-2) and "op_forward:out1 1/3" in note
+
+
+def test_a_crashing_forward_leaves_its_backward_unchecked(monkeypatch):
+    mod = ops.backend_module("numba", "activations")
+
+    def boom(x):
+        raise RuntimeError("forward exploded")
+
+    monkeypatch.setattr(mod, "relu_forward", boom)
+    res = _bench(ops=["relu"], backends=["numba"])
+    by_dir = {r.direction: r for r in res.rows}
+    assert by_dir["fwd"].check == "ERROR" and "forward exploded" in by_dir["fwd"].note
+    bwd = by_dir["bwd"]
+    assert bwd.check == "ERROR" and not bwd.timed and bwd.note == "not checked: the forward raised"
+    assert bwd.rtol == 2e-5 and math.isnan(bwd.rel_err)
+
+
+def test_row_numbers_come_from_the_timings_costs_and_peaks(monkeypatch):
+    """With the timer and the peaks stubbed, every derived column is exact arithmetic."""
+    from dlgpu.bench import runner
+    from dlgpu.bench.peak import Peaks
+    from dlgpu.bench.timing import Timing
+
+    times = {"numpy": Timing(4e-3, 3e-3, 9e-3, 7), "numba": Timing(2e-3, 1e-3, 5e-3, 11),
+             "torch": Timing(8e-3, 8e-3, 8e-3, 3)}  # fmt: skip
+    monkeypatch.setattr(runner, "time_group", lambda fns, dev, rep_time: {k: times[k] for k in fns})
+    monkeypatch.setattr(runner, "measure_peaks", lambda dev, dtype, small: Peaks(dev, dtype, 1e9, 2e9, "stub"))
+    res = _bench(ops=["relu"], backends=["numpy", "numba"], directions=["fwd"])
+    row = next(r for r in res.rows if r.backend == "numba")
+    assert row.timed and row.reps == 11
+    assert (row.median_ms, row.min_ms, row.max_ms) == pytest.approx((2.0, 1.0, 5.0))
+    assert (row.torch_ms, row.speedup) == pytest.approx((8.0, 4.0))
+    assert (row.numpy_ms, row.vs_numpy) == pytest.approx((4.0, 2.0))
+    assert row.gflops == pytest.approx(row.flops / 2e-3 / 1e9) and row.gbps == pytest.approx(row.bytes / 2e-3 / 1e9)
+    assert row.frac_peak_bw == pytest.approx(row.bytes / 2e-3 / 1e9)
+    assert row.frac_peak_flops == pytest.approx(row.flops / 2e-3 / 2e9)
 
 
 def test_kernel_failing_only_when_timed_is_an_error_row(monkeypatch):

@@ -7,6 +7,7 @@ import pytest
 
 from dlgpu import ops
 from dlgpu.bench.costs import (
+    WORKSPACE_WIDTH,
     Cost,
     activation_cost,
     call_cost,
@@ -153,6 +154,18 @@ def test_recurrent():
     # RNN T4 B3 I5 H6 without biases: G = 1, no workspace
     #   flops 2*4*3*6*11 = 1584; bytes x 60 + W 30 + 36 + h0 18 + output 72 + h_n 18 = 234 * 4 = 936
     assert recurrent_cost("rnn", 4, 3, 5, 6, 4, bias=False) == Cost(1584, 936)
+    # LSTM no_forget, same shape: G = 3, workspace 4H
+    #   flops 2*4*3*3*6*11 = 4752; weights 90 + 108 = 198; bytes: x 60 + W 198 + biases 36 + h0,c0 36
+    #   + output 72 + h_n,c_n 36 + workspace 4*3*24 = 288 -> 726 * 4 = 2904
+    assert recurrent_cost("lstm", 4, 3, 5, 6, 4, variant="no_forget") == Cost(4752, 2904)
+    # LSTM peephole without biases: G = 4 (6336 flops), P = 3*6 = 18 peephole weights
+    #   bytes: x 60 + W 264 + P 18 + h0,c0 36 + output 72 + h_n,c_n 36 + workspace 360 = 846 * 4 = 3384
+    assert recurrent_cost("lstm", 4, 3, 5, 6, 4, variant="peephole", bias=False) == Cost(6336, 3384)
+    # GRU cho (workspace 3H): x 60 + W 198 + biases 36 + h0 18 + output 72 + h_n 18 + ws 216 = 618 * 4
+    assert recurrent_cost("gru", 4, 3, 5, 6, 4, variant="cho") == Cost(4752, 2472)
+    # MGU: G = 2, flops 2*4*3*2*6*11 = 3168; x 60 + W 132 + biases 24 + h0 18 + output 72 + h_n 18
+    #   + workspace 2H: 144 = 468 * 4 = 1872
+    assert recurrent_cost("mgu", 4, 3, 5, 6, 4) == Cost(3168, 1872)
     with pytest.raises(ValueError, match="variant"):
         recurrent_cost("gru", 4, 3, 5, 6, 4, variant="forget")
     with pytest.raises(ValueError, match="family must be one of"):
@@ -182,3 +195,58 @@ def test_call_cost_covers_every_op_and_agrees_with_the_formulas():
     assert describe(conv.forward, conv.args, conv.kwargs) == "2x4x7x6 * 6x4x3x3 s1 p1"
     with pytest.raises(ValueError, match="op must be one of"):
         call_cost("conv3d_forward", (), {}, 4)
+
+
+def test_call_cost_hands_each_argument_to_its_formula():
+    """call_cost on explicit calls (only the shapes matter) against the formula with the same numbers
+    written out: shapes where swapping I and O, dropping the padding or the bias, or taking G*H for H
+    would change the count."""
+    z = np.zeros
+    T, B, I, H = 4, 3, 5, 6
+    x, h0, c0 = z((T, B, I)), z((B, H)), z((B, H))
+    calls = [
+        (("linear_forward", (z((5, 11)), z((7, 11)), z(7)), {}), linear_cost(5, 11, 7, 4)),
+        (("linear_forward", (z((2, 5, 11)), z((7, 11)), None, "tanh"), {}),
+         linear_cost(10, 11, 7, 4, bias=False, activation="tanh")),
+        (("avg_pool2d_forward", (z((2, 3, 7, 9)), 3, 2, 1), {}), pool2d_cost("avg", (2, 3, 7, 9), 3, 2, 1, 4)),
+        (("avg_pool2d_backward", (z((2, 3, 4, 5)), (2, 3, 7, 9), 3, 2, 1), {}),
+         pool2d_cost("avg", (2, 3, 7, 9), 3, 2, 1, 4, backward=True)),
+        (("max_pool2d_forward", (z((2, 3, 7, 9)), (3, 2), None, (1, 0)), {}),
+         pool2d_cost("max", (2, 3, 7, 9), (3, 2), (3, 2), (1, 0), 4)),
+        (("locally_connected2d_forward", (z((2, 3, 6, 5)), z((6, 5, 4, 3, 3, 3))), {"padding": 1}),
+         locally_connected2d_cost((2, 3, 6, 5), (6, 5, 4, 3, 3, 3), 4, bias=False)),
+        (("dropout_forward", (z((5, 13)), 0.3), {"seed": 1}), dropout_cost(65, 4, mask=False)),
+        (("cross_entropy_forward", (z((5, 13)), z(5, dtype=np.int64), "none"), {}),
+         loss_cost("cross_entropy", (5, 13), 4, "none")),
+        (("l1_loss_forward", (z((5, 13)), z((5, 13)), "sum"), {}), loss_cost("l1_loss", (5, 13), 4, "sum")),
+        (("clip_grad_norm_forward", ([z((7, 5)), z(5)], 1.0), {}), regularizer_cost("clip_grad_norm", 40, 4)),
+        (("l2_penalty_backward", (z((7, 5)), 0.3), {}), regularizer_cost("l2_penalty_backward", 35, 4)),
+        (("rnn_forward", (x, h0, z((H, I)), z((H, H))), {}), recurrent_cost("rnn", T, B, I, H, 4, bias=False)),
+        (("lstm_forward", (x, h0, c0, z((4 * H, I)), z((4 * H, H))), {"weight_peephole": z((3, H)),
+                                                                      "variant": "peephole"}),
+         recurrent_cost("lstm", T, B, I, H, 4, variant="peephole", bias=False)),
+        (("lstm_forward", (x, h0, c0, z((3 * H, I)), z((3 * H, H)), z(3 * H), z(3 * H)), {"variant": "no_forget"}),
+         recurrent_cost("lstm", T, B, I, H, 4, variant="no_forget")),
+        (("gru_forward", (x, h0, z((3 * H, I)), z((3 * H, H)), z(3 * H), z(3 * H)), {"variant": "cho"}),
+         recurrent_cost("gru", T, B, I, H, 4, variant="cho")),
+        (("mgu_forward", (x, h0, z((2 * H, I)), z((2 * H, H))), {}), recurrent_cost("mgu", T, B, I, H, 4, bias=False)),
+    ]  # fmt: skip
+    for (op, args, kwargs), want in calls:
+        assert call_cost(op, args, kwargs, 4) == want, op
+    assert describe("gru_forward", calls[-2][0][1], calls[-2][0][2]) == "T4 B3 I5 H6"
+    assert describe("avg_pool2d_forward", *calls[2][0][1:]) == "2x3x7x9 k3 s2 p1"
+
+
+def test_workspace_widths_are_the_kernels():
+    """The workspace the byte counts charge is the one the reference forward really returns (T, B, W H)."""
+    seen = set()
+    for case in all_cases(0, "tiny"):
+        family = case.forward.removesuffix("_forward")
+        if family in ("rnn", "lstm", "gru", "mgu"):
+            outs = prepare(case, np.float64).ref_out
+            h = outs[0].shape[2]
+            width = outs[-1].shape[2] // h if family != "rnn" else 0
+            key = (family, case.kwargs.get("variant", "") or "")
+            assert WORKSPACE_WIDTH[key] == width, key
+            seen.add(key)
+    assert seen == set(WORKSPACE_WIDTH)

@@ -36,8 +36,16 @@ def test_interleaved_rounds_and_batching():
 def test_timing_from_samples_divides_by_the_batch():
     t = Timing.from_samples([0.4, 0.2, 0.3], inner=10)
     assert (t.median_s, t.min_s, t.max_s) == pytest.approx((0.03, 0.02, 0.04)) and (t.reps, t.inner) == (3, 10)
+    t = Timing.from_samples([0.1, 0.2, 1.2])  # one slow outlier: the median ignores it, the mean would not
+    assert t.median_s == pytest.approx(0.2)
     with pytest.raises(ValueError, match="non-empty"):
         Timing.from_samples([])
+
+
+def test_rounds_are_clamped_to_max_reps():
+    calls = []
+    t = time_cpu({"f": lambda: calls.append(1)}, rep_time=0.2, min_reps=2, max_reps=5, min_batch_s=1e-6)
+    assert t["f"].reps == 5 and len(calls) == 1 + 5 * t["f"].inner  # the warm-up, then 5 rounds
 
 
 def test_bad_arguments():

@@ -103,6 +103,8 @@ def _opcheck_cases():
         (linear._linear, (x, torch.randn(5, 4, **F64, requires_grad=True), None, "relu", 0.01)),
         (conv._conv2d, (x4, torch.randn(6, 2, 3, 3, **F64, requires_grad=True), None, [1, 2], [1, 0], [1, 1], 2,
                         "tanh", 0.01)),
+        (conv._conv2d, (x4, torch.randn(4, 4, 3, 2, **F64, requires_grad=True), torch.randn(4, **F64), [1, 1], [0, 1],
+                        [2, 3], 1, "none", 0.01)),  # dilation in the fake kernel's shape
         (conv._lc2d, (x4, torch.randn(4, 3, 2, 4, 3, 3, **F64, requires_grad=True), None, [1, 1], [0, 0])),
         (pooling._max_pool2d, (x4, [2, 2], [2, 1], [1, 0])),
         (pooling._avg_pool2d, (x4, [3, 3], [2, 2], [1, 1], False)),
@@ -115,7 +117,11 @@ def _opcheck_cases():
         (recurrent._rnn, (seq, h0, *w(1), "relu")),
         (recurrent._lstm, (seq, h0, c0, *w(3), None, "no_forget")),
         (recurrent._gated, ("gru", seq, h0, *w(3), "cudnn")),
+        (recurrent._gated, ("gru", seq, h0, *w(3), "cho")),
         (recurrent._gated, ("mgu", seq, h0, *w(2), "")),
+        # with gradients, so the backward's fake kernel is checked too (the peephole's gradient included)
+        (recurrent._lstm, (seq.clone().requires_grad_(), h0, c0, *(t.requires_grad_() for t in w(4)[:3]), None,
+                           torch.randn(3, 3, **F64, requires_grad=True), "peephole")),
     ]
 
 

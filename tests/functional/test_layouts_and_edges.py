@@ -118,3 +118,22 @@ def test_losses_of_an_empty_batch_are_torch_s(backend, loss, reduction):
     torch.testing.assert_close(got, want, equal_nan=True)
     with pytest.raises(ValueError, match="target must have input's shape"):
         DF.mse_loss(x, torch.zeros(0, 3, dtype=torch.float64), reduction=reduction)
+
+
+def test_an_output_aliasing_an_input_is_cloned(backend, gen, monkeypatch):
+    """A custom op's output may not share storage with an input: an identity kernel's result is copied."""
+    from dlgpu import ops
+
+    monkeypatch.setattr(ops.backend_module(backend, "activations"), "relu_forward", lambda x: x)
+    x = _t(gen, 4, 3)
+    y = DF.relu(x)
+    assert torch.equal(y, x) and y.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
+    y.add_(1.0)  # so writing into the result leaves the input alone
+    assert not torch.equal(y, x)
+
+
+def test_pooling_stride_empty_list_means_kernel_size(backend, gen):
+    x = _t(gen, 2, 3, 7, 6)
+    for ours, theirs in ((DF.max_pool2d, torch.nn.functional.max_pool2d),
+                         (DF.avg_pool2d, torch.nn.functional.avg_pool2d)):  # fmt: skip
+        torch.testing.assert_close(ours(x, 2, stride=[]), theirs(x, 2, stride=[]), rtol=1e-12, atol=1e-12)

@@ -70,6 +70,7 @@ CONVS = [
     dict(stride=2, padding=0, dilation=1, groups=2),
     dict(stride=(2, 1), padding=(1, 2), dilation=(2, 1), groups=1),
     dict(stride=1, padding="same", dilation=1, groups=6),
+    dict(stride=1, padding="same", dilation=(2, 1), groups=1),  # 'same' pads dilation * (k - 1) / 2
 ]
 
 
@@ -180,6 +181,31 @@ def test_recurrent_vs_torch_nn(cell, dtype, backend, gen):
         pairs.append((co.grad, c0.grad, "c0"))
     for a, b, n in pairs:
         assert_close(a, b, op, dname, name=f"{cell} grad {n}")
+
+
+@pytest.mark.parametrize("norm_type", [1.0, float("inf")])
+def test_clip_grad_norm_other_norms_vs_torch(norm_type, backend, gen):
+    grads = [randn((4, 3), gen, scale=3.0), randn((5,), gen, scale=3.0)]
+    ps = [torch.nn.Parameter(torch.zeros(g.shape, dtype=torch.float64)) for g in grads]
+    qs = [torch.nn.Parameter(torch.zeros(g.shape, dtype=torch.float64)) for g in grads]
+    for p, q, g in zip(ps, qs, grads):
+        p.grad, q.grad = torch.tensor(g), torch.tensor(g)
+    total = D.clip_grad_norm_(ps, 1.5, norm_type=norm_type)
+    assert_close(total, torch.nn.utils.clip_grad_norm_(qs, 1.5, norm_type=norm_type), "clip_grad_norm")
+    for p, q in zip(ps, qs):
+        assert_close(p.grad, q.grad, "clip_grad_norm")
+
+
+def test_clipping_takes_a_single_tensor_like_torch(backend, gen):
+    g = randn((4, 3), gen, scale=3.0)
+    p, q = (torch.nn.Parameter(torch.zeros(4, 3, dtype=torch.float64)) for _ in range(2))
+    p.grad, q.grad = torch.tensor(g), torch.tensor(g)
+    assert_close(D.clip_grad_norm_(p, 1.0), torch.nn.utils.clip_grad_norm_(q, 1.0), "clip_grad_norm")
+    assert_close(p.grad, q.grad, "clip_grad_norm")
+    p.grad, q.grad = torch.tensor(g), torch.tensor(g)
+    D.clip_grad_value_(p, 0.5)
+    torch.nn.utils.clip_grad_value_(q, 0.5)
+    assert_close(p.grad, q.grad, "clip_grad_value")
 
 
 def test_dropout_statistics_and_reproducibility(backend, gen):

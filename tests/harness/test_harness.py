@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from dlgpu.testing import (
+    DEFAULT,
+    OVERRIDES,
     Tolerance,
     assert_close,
     check_gradients,
@@ -55,6 +57,26 @@ def test_nan_never_passes(gen):
 def test_poisoned_output_fails():
     ref = np.ones((3, 3))
     assert not compare(poison((3, 3), np.float32), ref, dtype="float32").ok
+    out = poison((2, 5), np.float16)
+    assert out.shape == (2, 5) and out.dtype == np.float16 and np.isnan(out).all()  # NaN, not zeros
+
+
+def test_a_number_where_the_reference_is_nan_fails(gen):
+    ref = randn((4, 5), gen)
+    ref[1, 2] = np.nan
+    out = np.where(np.isnan(ref), 0.5, ref)
+    rep = compare(out, ref, dtype="float16")
+    assert not rep.ok and rep.n_mismatch == 1 and rep.worst[0][0] == (1, 2)
+
+
+def test_inf_must_have_the_reference_s_sign(gen):
+    ref = randn((6,), gen)
+    ref[2], ref[4] = np.inf, -np.inf
+    assert compare(ref.copy(), ref).ok
+    out = ref.copy()
+    out[4] = np.inf
+    rep = compare(out, ref, dtype="float16")
+    assert not rep.ok and rep.n_mismatch == 1 and rep.worst[0][0] == (4,)
 
 
 def test_inf_where_reference_finite_fails(gen):
@@ -78,6 +100,35 @@ def test_single_wrong_element_is_found(gen):
     out[4, 6] *= 1.001
     rep = compare(out, ref, dtype="float32")
     assert rep.n_mismatch == 1 and rep.worst[0][0] == (4, 6)
+
+
+def test_error_is_judged_relative_to_each_element(gen):
+    """rtol applies to |ref| of the element itself: a small element off by 2e-4 of its value fails float32,
+    although that error is tiny next to the largest element (atol only covers 2e-6 of max|ref|)."""
+    ref = np.full((4, 6), 0.25)
+    ref[0, 0] = 4.0
+    out = ref.copy()
+    out[2, 3] *= 1 + 2e-4
+    rep = compare(out, ref, dtype="float32")
+    assert not rep.ok and rep.n_mismatch == 1 and rep.worst[0][0] == (2, 3)
+    out[1, 1] = 1e6  # a wild element fails on its own and widens nothing for the others
+    assert compare(out, ref, dtype="float32").n_mismatch == 2
+
+
+@pytest.mark.parametrize("op,dtype", sorted({*OVERRIDES, *((op, d) for op in ("relu", "conv2d") for d in DEFAULT)}))
+def test_every_tolerance_rejects_a_coarser_dtype(op, dtype, gen):
+    """No entry is loose enough to pass a result computed in the next coarser precision: float16 for the
+    float32 entries (recurrent ones included), float32 for float64; a 1e-4 error for the finite
+    differences, and 4% errors (beyond any 8-bit rounding) for the tf32, float16 and bfloat16 entries."""
+    ref = randn((16, 16), gen)
+    coarser = {"float64": np.float32, "float32": np.float16}.get(dtype)
+    if op == "finite_difference":
+        out = ref * (1 + 1e-4 * np.sign(randn((16, 16), gen)))
+    elif coarser is not None:
+        out = ref.astype(coarser)
+    else:
+        out = ref * (1 + 0.04 * np.sign(randn((16, 16), gen)))
+    assert not compare(out, ref, op=op, dtype=dtype).ok
 
 
 def test_integer_outputs_must_match_exactly():

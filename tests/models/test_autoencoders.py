@@ -127,6 +127,36 @@ def test_vae_elbo_increases_with_training(digits, seed: int, gen: np.random.Gene
     assert torch.isfinite(g.loss(torch.from_numpy(gen.standard_normal((4, 10))).float()))
 
 
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_vae_elbo_is_the_log_likelihood_minus_the_kl(likelihood: str, seed: int, gen: np.random.Generator) -> None:
+    """elbo() against torch.distributions on the same noise: E_q log p(x|z) (one sample) - KL(q || N(0, I)),
+    averaged over the batch; the gaussian likelihood has unit variance and drops its constant."""
+    from torch.distributions import Bernoulli, Normal, kl_divergence
+
+    torch.manual_seed(seed)
+    vae = ae.VAE(10, 3, hidden=(8,), likelihood=likelihood).double()
+    with torch.no_grad():
+        vae.logvar.bias.add_(torch.tensor([-1.0, 0.5, 1.5], dtype=torch.float64))  # sigma far from 1
+    x = torch.from_numpy(gen.uniform(0.0, 1.0, (5, 10)))
+    torch.manual_seed(seed + 1)
+    got = vae.elbo(x)
+    with torch.no_grad():
+        mu, logvar = vae.encode(x)
+        q = Normal(mu, logvar.exp().sqrt())
+        torch.manual_seed(seed + 1)
+        z = mu + q.stddev * torch.randn(mu.shape, dtype=mu.dtype)  # the draw elbo() made
+        out = vae.decoder(z)
+        if likelihood == "bernoulli":
+            log_px = Bernoulli(logits=out, validate_args=False).log_prob(x).sum(1)
+        else:
+            log_px = Normal(out, 1.0).log_prob(x).sum(1) + 0.5 * 10 * np.log(2 * np.pi)
+        kl = kl_divergence(q, Normal(torch.zeros_like(mu), torch.ones_like(mu))).sum(1)
+    assert kl.mean() > 0.1  # the KL term matters at this point
+    torch.testing.assert_close(got, (log_px - kl).mean(), rtol=1e-6, atol=1e-8)
+    torch.manual_seed(seed + 1)
+    torch.testing.assert_close(vae.loss(x), -got)
+
+
 def test_gan_train_step_changes_both_networks(digits, seed: int, gen: np.random.Generator) -> None:
     x = subset(digits[0], 32, gen)
     torch.manual_seed(seed)

@@ -158,6 +158,15 @@ def test_max_pool_return_indices(gen):
     assert torch.equal(y, yt) and torch.equal(idx, idxt)
 
 
+@pytest.mark.parametrize("cls", [MaxPool2d, AvgPool2d])
+def test_pool_padding_limit_is_per_axis(cls, gen):
+    """padding <= kernel_size // 2 on each axis: (0, 2) is fine for a (2, 4) window, refused for (4, 2)."""
+    cfg = dict(kernel_size=(2, 4), padding=(0, 2))
+    _check(cls(**cfg), getattr(nn, cls.__name__)(**cfg), randn((2, 3, 5, 7), gen), torch.float64, "pool", gen)
+    with pytest.raises(ValueError, match="padding must be at most half"):
+        cls(kernel_size=(4, 2), padding=(0, 2))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("include", [True, False])
 def test_avg_pool_matches_torch(include, dtype, gen):
@@ -261,7 +270,8 @@ def _assert_uniform(t: torch.Tensor, bound: float) -> None:
     (lambda: Linear(37, 2000), 37),
     (lambda: Conv2d(6, 402, (3, 5), groups=3), 2 * 15),
     (lambda: LocallyConnected2d(4, 16, 3, input_size=(12, 10), stride=1, padding=1), 4 * 9),
-], ids=["linear", "conv", "locally-connected"])  # fmt: skip
+    (lambda: LocallyConnected2d(3, 16, (3, 5), input_size=(12, 10), stride=1, padding=(1, 2)), 3 * 15),
+], ids=["linear", "conv", "locally-connected", "locally-connected-3x5"])  # fmt: skip
 def test_default_init_bounds(make, fan_in, seed):
     torch.manual_seed(seed)
     m = make()

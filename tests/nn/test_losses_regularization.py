@@ -283,6 +283,21 @@ def test_regularizer_step(gen):
         Regularizer([m])
 
 
+def test_regularizer_clips_by_value_then_by_norm_like_torch(gen):
+    ours, theirs = _model(), _model()
+    _randomise(ours, gen)
+    theirs.load_state_dict(ours.state_dict())
+    for p, q in zip(ours.parameters(), theirs.parameters()):
+        p.grad = torch.tensor(randn(tuple(p.shape), gen))
+        q.grad = p.grad.clone()
+    total = Regularizer(ours, clip_norm=0.8, clip_value=0.3).clip()
+    nn.utils.clip_grad_value_(theirs.parameters(), 0.3)
+    total_t = nn.utils.clip_grad_norm_(theirs.parameters(), 0.8)
+    assert_close(total, total_t, "clip", "float64")
+    for p, q in zip(ours.parameters(), theirs.parameters()):
+        assert_close(p.grad, q.grad, "clip", "float64")
+
+
 @pytest.mark.parametrize("name", ["CrossEntropyLoss", "BCELoss", "BCEWithLogitsLoss", "MSELoss", "L1Loss"])
 def test_the_torch_counterparts_are_torch_subclasses(name):
     """Code that checks isinstance(loss_fn, nn.MSELoss) or reads torch's attributes keeps working."""

@@ -47,6 +47,7 @@ def test_unshared_count_on_cpu():
     s = summary(nn.Sequential(lc, Flatten(), Linear(8 * 7 * 8, 4)), (3, 17, 15))
     assert lc.output_size == (8, 7)
     assert [r.output_shape for r in s.rows] == [(8, 8, 7), (448,), (4,)]
+    assert [r.volume for r in s.rows] == ["8x7x8", "448", "4"]  # H x W x C
     assert [r.params for r in s.rows] == [8 * 7 * 8 * (3 * 25 + 1), 0, 448 * 4 + 4]
     assert s.total_params == sum(p.numel() for p in lc.parameters()) + 448 * 4 + 4
 
@@ -87,6 +88,19 @@ def test_summary_any_module():
     ]
     assert s.total_params == sum(p.numel() for p in model.parameters()) == 76 + 243 + 3 + 12 + 12 + 6
     assert s.trainable_params == s.total_params - 12
+
+
+def test_summary_module_called_twice_keeps_its_first_output():
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.act = ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.act(self.act(x).flatten(1))
+
+    s = summary(Twice(), (2, 3, 4))
+    assert [(r.name, r.output_shape) for r in s.rows] == [("act", (2, 3, 4))]
 
 
 def test_summary_probe_has_no_zeros():

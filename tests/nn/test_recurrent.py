@@ -17,6 +17,7 @@ CONFIGS = [
     dict(num_layers=1),
     dict(num_layers=2, bidirectional=True, batch_first=True),
     dict(num_layers=3, bidirectional=True, bias=False),
+    dict(num_layers=2, batch_first=True),  # stacked, one direction: layer 1 takes H features
 ]
 
 
