@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Callable
+
 from torch import Tensor
 
 from ._common import autocast, check_tensor, dlgpu_op, run
@@ -161,20 +164,31 @@ def softplus(input: Tensor) -> Tensor:
 def _dim(input: Tensor, dim: int | None) -> int:
     if dim is None:
         raise ValueError("dim must be given (an int axis), got None")
-    if not -input.ndim <= dim < max(input.ndim, 1):
-        raise ValueError(f"dim must be in [{-input.ndim}, {input.ndim - 1}] for a {input.ndim}-D input, got {dim}")
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+    lo, hi = (-1, 0) if input.ndim == 0 else (-input.ndim, input.ndim - 1)  # a 0-d input has dim 0 or -1, as torch
+    if not lo <= dim <= hi:
+        raise ValueError(f"dim must be in [{lo}, {hi}] for a {input.ndim}-D input, got {dim}")
     return int(dim)
+
+
+def _along(op: Callable[[Tensor, int], Tensor], input: Tensor, dim: int | None) -> Tensor:
+    """``op`` along ``dim``; a 0-d input as the one-element vector it is (torch: softmax 1, log_softmax 0)."""
+    d = _dim(input, dim)
+    if input.ndim == 0:
+        return op(input.reshape(1), 0).reshape(())
+    return op(input, d)
 
 
 def softmax(input: Tensor, dim: int | None = None) -> Tensor:
     """exp(x - max) / sum exp(x - max) along ``dim``, like torch.nn.functional.softmax."""
     check_tensor(input, "input")
     (input,) = autocast("float32", input, devices=("cuda",))
-    return _softmax(input, _dim(input, dim))
+    return _along(_softmax, input, dim)
 
 
 def log_softmax(input: Tensor, dim: int | None = None) -> Tensor:
     """x - max - log sum exp(x - max) along ``dim``, like torch.nn.functional.log_softmax."""
     check_tensor(input, "input")
     (input,) = autocast("float32", input, devices=("cuda",))
-    return _log_softmax(input, _dim(input, dim))
+    return _along(_log_softmax, input, dim)

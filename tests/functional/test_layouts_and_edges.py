@@ -137,3 +137,19 @@ def test_pooling_stride_empty_list_means_kernel_size(backend, gen):
     for ours, theirs in ((DF.max_pool2d, torch.nn.functional.max_pool2d),
                          (DF.avg_pool2d, torch.nn.functional.avg_pool2d)):  # fmt: skip
         torch.testing.assert_close(ours(x, 2, stride=[]), theirs(x, 2, stride=[]), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dim", [0, -1])
+def test_softmax_of_a_0d_tensor_as_torch(dim):
+    # a 0-d input is a one-element vector: softmax 1, log_softmax 0, gradient 0
+    for ours, theirs in ((DF.softmax, torch.softmax), (DF.log_softmax, torch.log_softmax)):
+        xo, xt = (torch.tensor(2.5, dtype=torch.float64, requires_grad=True) for _ in range(2))
+        yo, yt = ours(xo, dim), theirs(xt, dim)
+        assert yo.shape == () and torch.equal(yo, yt)
+        yo.backward()
+        yt.backward()
+        assert torch.equal(xo.grad, xt.grad)
+    with pytest.raises(ValueError, match=r"dim must be in \[-1, 0\]"):
+        DF.softmax(torch.tensor(1.0), 1)
+    with pytest.raises(TypeError, match="dim must be an int"):
+        DF.softmax(torch.ones(3), 0.0)
