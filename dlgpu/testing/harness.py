@@ -68,9 +68,11 @@ def poison(shape: Sequence[int], dtype: Any = np.float32) -> np.ndarray:
 # -------------------------------------------------------------------- comparison
 
 
-def to_numpy(x: Any) -> np.ndarray:
+def to_numpy(x: Any) -> np.ndarray | None:
     """numpy view/copy of a numpy array, torch tensor (any device, any float dtype,
-    bf16 included) or cupy array, as float64 for floating types."""
+    bf16 included) or cupy array, as float64 for floating types; None stays None (an absent bias)."""
+    if x is None:
+        return None
     if hasattr(x, "detach"):  # torch
         x = x.detach()
         if x.is_floating_point():

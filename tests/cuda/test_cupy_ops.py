@@ -16,7 +16,7 @@ from dlgpu.reference import losses as ref_losses
 from dlgpu.reference import pooling as ref_pool
 from dlgpu.reference.locally_connected import locally_connected2d_output_shape
 from dlgpu.testing.cases import Case, _conv_case, _linear_case, all_cases, run_case, torch_inputs
-from dlgpu.testing.harness import assert_close, randn
+from dlgpu.testing.harness import assert_close, randn, to_numpy
 
 FAMILIES = ("activations", "linear", "conv", "locally_connected", "pooling", "dropout", "losses", "regularizers")
 CASES = {c.name: c for c in all_cases(seed=5, size="quick") if ops.OPS[c.forward] in FAMILIES}
@@ -50,10 +50,6 @@ def test_cupy_arrays_match_reference(target, name, dtype):
     assert res.reports and res.ok, "\n".join(str(r) for r in res.reports if not r.ok)
 
 
-def _f64(x):
-    return x.detach().double().cpu().numpy()
-
-
 # ------------------------------------------------------------------ targeted shapes and modes
 
 
@@ -62,14 +58,14 @@ def test_softmax_column_and_block_modes(target, gen, dtype):
     _t = target.tensor
     for shape, axis in (((6, 37, 5), 1), ((9, 4), 0), ((3, 3001), -1), ((2, 9000), 1)):
         x = gen.standard_normal(shape) * 3
-        xr = _f64(_t(x, dtype))  # the inputs the kernel sees
+        xr = to_numpy(_t(x, dtype))  # the inputs the kernel sees
         for fwd, bwd in (("softmax_forward", "softmax_backward"), ("log_softmax_forward", "log_softmax_backward")):
             y = _call(fwd, _t(x, dtype), axis=axis)
             assert_close(y, getattr(ref_act, fwd)(xr, axis=axis), op="softmax", dtype=dtype)
             dy = gen.standard_normal(shape)
             yr = getattr(ref_act, fwd)(xr, axis=axis)
             dx = _call(bwd, _t(dy, dtype), _t(yr, dtype), axis=axis)
-            want = getattr(ref_act, bwd)(_f64(_t(dy, dtype)), _f64(_t(yr, dtype)), axis=axis)
+            want = getattr(ref_act, bwd)(to_numpy(_t(dy, dtype)), to_numpy(_t(yr, dtype)), axis=axis)
             assert_close(dx, want, op="softmax", dtype=dtype)
 
 
@@ -82,7 +78,7 @@ def test_large_class_counts_and_int32_labels(target, gen, dtype):
     for op in ("cross_entropy_forward", "multiclass_hinge_loss_forward"):
         for red in ("mean", "none"):
             loss, grad = _call(op, _t(y, dtype), torch.from_numpy(t).to(target.device), red)
-            rl, rg = getattr(ref_losses, op)(_f64(_t(y, dtype)), t, red)
+            rl, rg = getattr(ref_losses, op)(to_numpy(_t(y, dtype)), t, red)
             assert_close(loss, rl, op="cross_entropy", dtype=dtype)
             assert_close(grad, rg, op="cross_entropy", dtype=dtype)
 
@@ -168,7 +164,7 @@ def test_max_pool_ties_and_nan_follow_the_reference(target):
     y, idx = _call("max_pool2d_forward", _t(x), 3, 2, 1)
     ry, ridx = ref_pool.max_pool2d_forward(x, 3, 2, 1)
     np.testing.assert_array_equal(idx.cpu().numpy(), ridx)
-    np.testing.assert_array_equal(_f64(y), ry)  # NaN compare equal in assert_array_equal
+    np.testing.assert_array_equal(to_numpy(y), ry)  # NaN compare equal in assert_array_equal
 
 
 def test_dropout_seed_is_reproducible_and_keeps_1_minus_p(target, gen):

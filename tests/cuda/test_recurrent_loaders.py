@@ -91,24 +91,20 @@ def backward(mod, family, variant, d, outs, g):
     return mod.mgu_backward(g[0], g[1], x, h0, wi, wh, outs[0], outs[2])
 
 
-def f64(v):
-    return None if v is None else to_numpy(v)
-
-
 def check(family, variant, gen, dims, conv, dtype, grads=(True, True, True), **kw):
     """Forward and backward through the loader (launches emulated) against the float64 reference on the
     same (cast) inputs; the backward of both gets the loader's own output and workspace."""
     d = {k: None if v is None else conv(v) for k, v in make(family, variant, gen, dims, **kw).items()}
     outs = forward(LOADERS[family], family, variant, d)
-    want = forward(REFS[family], family, variant, {k: f64(v) for k, v in d.items()})
+    want = forward(REFS[family], family, variant, {k: to_numpy(v) for k, v in d.items()})
     for i, (o, w) in enumerate(zip(outs, want)):
         assert o.dtype == d["x"].dtype and tuple(o.shape) == w.shape, i
         assert_close(o, w, op=family, dtype=dtype, name=f"{family}[{variant}] forward {i}")
     n = 3 if family == "lstm" else 2  # d_output, d_h_n (, d_c_n)
     g = [conv(randn(tuple(outs[i].shape), gen)) if use else None for i, use in zip(range(n), grads)]
     got = backward(LOADERS[family], family, variant, d, outs, g)
-    want = backward(REFS[family], family, variant, {k: f64(v) for k, v in d.items()}, [f64(o) for o in outs],
-                    [f64(v) for v in g])  # fmt: skip
+    want = backward(REFS[family], family, variant, {k: to_numpy(v) for k, v in d.items()}, [to_numpy(o) for o in outs],
+                    [to_numpy(v) for v in g])  # fmt: skip
     assert len(got) == len(want)
     for i, (o, w) in enumerate(zip(got, want)):
         if w is None:
@@ -141,7 +137,7 @@ def test_non_contiguous_input_is_copied(gen, emulated):
     d = f32_inputs("gru", "cudnn", gen, (3, 4, 2, 5))
     d["x"] = x
     out = forward(KG, "gru", "cudnn", d)
-    want = forward(RG, "gru", "cudnn", {k: f64(v) for k, v in d.items()})
+    want = forward(RG, "gru", "cudnn", {k: to_numpy(v) for k, v in d.items()})
     assert_close(out[0], want[0], op="gru", dtype=torch.float32)
 
 

@@ -9,7 +9,7 @@ import torch
 
 from dlgpu.kernels.numba import activations as K
 from dlgpu.reference import activations as A
-from dlgpu.testing import assert_close, randn
+from dlgpu.testing import assert_close, randn, to_numpy
 
 DTYPES = [np.float32, np.float64]
 # name: does the backward take the forward's output (else its input)?
@@ -23,10 +23,6 @@ FROM_OUTPUT = {
     "log_softmax": True,
 }
 ACTIVATIONS = ["none", "relu", "leaky_relu", "sigmoid", "tanh"]
-
-
-def f64(a):
-    return np.asarray(a, dtype=np.float64)
 
 
 def hyper(name, gen, ndim):
@@ -44,11 +40,11 @@ def check_op(name, x, dy, kw, dtype):
     x, dy = x.astype(dtype), dy.astype(dtype)
     y = fwd(x, **kw)
     assert y.dtype == dtype and y.flags.c_contiguous
-    assert_close(y, rfwd(f64(x), **kw), op=name, dtype=dtype)
-    saved = rfwd(f64(x), **kw).astype(dtype) if FROM_OUTPUT[name] else x
+    assert_close(y, rfwd(to_numpy(x), **kw), op=name, dtype=dtype)
+    saved = rfwd(to_numpy(x), **kw).astype(dtype) if FROM_OUTPUT[name] else x
     dx = bwd(dy, saved, **kw)
     assert dx.dtype == dtype
-    assert_close(dx, rbwd(f64(dy), f64(saved), **kw), op=name, dtype=dtype, name=f"{name} dx")
+    assert_close(dx, rbwd(to_numpy(dy), to_numpy(saved), **kw), op=name, dtype=dtype, name=f"{name} dx")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -92,9 +88,9 @@ def test_activation_forward_backward(activation, gen):
         z, dy = randn((9, 31), gen, dtype=dtype, scale=2.0), randn((9, 31), gen, dtype=dtype)
         y = K.activation_forward(z, activation, slope)
         assert y.dtype == dtype
-        assert_close(y, A.activation_forward(f64(z), activation, slope), op=activation, dtype=dtype)
+        assert_close(y, A.activation_forward(to_numpy(z), activation, slope), op=activation, dtype=dtype)
         dz = K.activation_backward(dy, y, activation, slope)
-        want = A.activation_backward(f64(dy), f64(y), activation, slope)
+        want = A.activation_backward(to_numpy(dy), to_numpy(y), activation, slope)
         assert_close(dz, want, op=activation, dtype=dtype, name=f"{activation} dz")
 
 

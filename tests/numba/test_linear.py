@@ -9,14 +9,10 @@ import torch
 
 from dlgpu.kernels.numba import linear as K
 from dlgpu.reference import linear as L
-from dlgpu.testing import assert_close, randn
+from dlgpu.testing import assert_close, randn, to_numpy
 
 DTYPES = [np.float32, np.float64]
 ACTIVATIONS = ["none", "relu", "leaky_relu", "sigmoid", "tanh"]
-
-
-def f64(a):
-    return None if a is None else np.asarray(a, dtype=np.float64)
 
 
 def layer(gen, lead, i, o, dtype=np.float64):
@@ -29,9 +25,11 @@ def layer(gen, lead, i, o, dtype=np.float64):
 def check_layer(x, w, b, dy, activation, slope, dtype):
     y = K.linear_forward(x, w, b, activation, slope)
     assert y.dtype == dtype
-    assert_close(y, L.linear_forward(f64(x), f64(w), f64(b), activation, slope), op="linear", dtype=dtype)
+    assert_close(
+        y, L.linear_forward(to_numpy(x), to_numpy(w), to_numpy(b), activation, slope), op="linear", dtype=dtype
+    )
     grads = K.linear_backward(dy, x, w, y, activation, slope)
-    want = L.linear_backward(f64(dy), f64(x), f64(w), f64(y), activation, slope)
+    want = L.linear_backward(to_numpy(dy), to_numpy(x), to_numpy(w), to_numpy(y), activation, slope)
     for got, ref, name in zip(grads, want, ("dx", "dweight", "dbias")):
         assert got.dtype == dtype
         assert_close(got, ref, op="linear", dtype=dtype, name=f"{activation} {name}")

@@ -12,16 +12,12 @@ import torch
 from dlgpu.kernels.numba import lstm as K
 from dlgpu.kernels.numba import rnn as KR
 from dlgpu.reference import lstm as R
-from dlgpu.testing import assert_close, randn
+from dlgpu.testing import assert_close, randn, to_numpy
 
 DTYPES = [np.float32, np.float64]
 VARIANTS = ["forget", "no_forget", "peephole"]
 OUT_NAMES = ("output", "h_n", "c_n", "workspace")
 GRAD_NAMES = ("dx", "dh0", "dc0", "dweight_ih", "dweight_hh", "dbias_ih", "dbias_hh", "dweight_peephole")
-
-
-def f64(a):
-    return None if a is None else np.asarray(a, dtype=np.float64)
 
 
 def params(gen, variant, t, b, i, h, dtype=np.float64):
@@ -47,7 +43,7 @@ def check(variant, dtype, gen, dims, h0=True, c0=True, bias=(True, True), d_out=
     b_ih, b_hh = (b if use else None for b, use in zip((b_ih, b_hh), bias))
     args = (x, h_0, c_0, w_ih, w_hh, b_ih, b_hh, p)
     outs = K.lstm_forward(*args, variant)
-    ref = R.lstm_forward(*(f64(a) for a in args), variant)
+    ref = R.lstm_forward(*(to_numpy(a) for a in args), variant)
     for got, want, name in zip(outs, ref, OUT_NAMES):
         assert got.dtype == dtype, name
         assert_close(got, want, op="lstm", dtype=dtype, name=f"{variant} {name}")
@@ -57,7 +53,7 @@ def check(variant, dtype, gen, dims, h0=True, c0=True, bias=(True, True), d_out=
     d_c_n = randn(c_n.shape, gen, dtype) if d_cn else None
     bargs = (d_output, d_h_n, d_c_n, x, h_0, c_0, w_ih, w_hh, out, ws, p)
     grads = K.lstm_backward(*bargs, variant)
-    ref_grads = R.lstm_backward(*(f64(a) for a in bargs), variant)
+    ref_grads = R.lstm_backward(*(to_numpy(a) for a in bargs), variant)
     for got, want, name in zip(grads, ref_grads, GRAD_NAMES):
         if want is None:  # dweight_peephole without peepholes
             assert got is None, name

@@ -10,14 +10,10 @@ import torch
 
 from dlgpu.kernels.numba import mgu as K
 from dlgpu.reference import mgu as R
-from dlgpu.testing import assert_close, randn
+from dlgpu.testing import assert_close, randn, to_numpy
 
 DTYPES = [np.float32, np.float64]
 NAMES = ("dx", "dh0", "dweight_ih", "dweight_hh", "dbias_ih", "dbias_hh")
-
-
-def f64(a):
-    return None if a is None else np.asarray(a, dtype=np.float64)
 
 
 def params(gen, t, b, i, h, dtype=np.float64):
@@ -38,14 +34,14 @@ def check(dtype, gen, dims, h0=True, bias=(True, True), d_out=True, d_hn=True):
     h_0 = h_0 if h0 else None
     b_ih, b_hh = (b if use else None for b, use in zip((b_ih, b_hh), bias))
     out, h_n, ws = K.mgu_forward(x, h_0, w_ih, w_hh, b_ih, b_hh)
-    ref = R.mgu_forward(*(f64(a) for a in (x, h_0, w_ih, w_hh, b_ih, b_hh)))
+    ref = R.mgu_forward(*(to_numpy(a) for a in (x, h_0, w_ih, w_hh, b_ih, b_hh)))
     for got, want, name in zip((out, h_n, ws), ref, ("output", "h_n", "workspace")):
         assert got.dtype == dtype, name
         assert_close(got, want, op="mgu", dtype=dtype, name=name)
     d_output = randn(out.shape, gen, dtype) if d_out else None
     d_h_n = randn(h_n.shape, gen, dtype) if d_hn else None
     grads = K.mgu_backward(d_output, d_h_n, x, h_0, w_ih, w_hh, out, ws)
-    ref_grads = R.mgu_backward(*(f64(a) for a in (d_output, d_h_n, x, h_0, w_ih, w_hh, out, ws)))
+    ref_grads = R.mgu_backward(*(to_numpy(a) for a in (d_output, d_h_n, x, h_0, w_ih, w_hh, out, ws)))
     for got, want, name in zip(grads, ref_grads, NAMES):
         assert got.dtype == dtype, name
         assert_close(got, want, op="mgu", dtype=dtype, name=name)
@@ -83,12 +79,12 @@ def test_saturated_gates(dtype, gen):
     x, h0, w_ih, w_hh, b_ih, b_hh = params(gen, 3, 2, 5, 4, dtype)
     x = (x * 1e3).astype(dtype)
     out, h_n, ws = K.mgu_forward(x, h0, w_ih, w_hh, b_ih, b_hh)
-    ref = R.mgu_forward(*(f64(a) for a in (x, h0, w_ih, w_hh, b_ih, b_hh)))
+    ref = R.mgu_forward(*(to_numpy(a) for a in (x, h0, w_ih, w_hh, b_ih, b_hh)))
     for got, want in zip((out, h_n, ws), ref):
         assert_close(got, want, op="mgu", dtype=dtype)
     d_out = np.ones_like(out)
     grads = K.mgu_backward(d_out, None, x, h0, w_ih, w_hh, out, ws)
-    ref_grads = R.mgu_backward(*(f64(a) for a in (d_out, None, x, h0, w_ih, w_hh, out, ws)))
+    ref_grads = R.mgu_backward(*(to_numpy(a) for a in (d_out, None, x, h0, w_ih, w_hh, out, ws)))
     for got, want, name in zip(grads, ref_grads, NAMES):
         assert np.all(np.isfinite(got)), name
         assert_close(got, want, op="mgu", dtype=dtype, name=name)

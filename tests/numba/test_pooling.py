@@ -8,7 +8,7 @@ import torch
 
 from dlgpu.kernels.numba import pooling as K
 from dlgpu.reference import pooling as P
-from dlgpu.testing import assert_close, randn
+from dlgpu.testing import assert_close, randn, to_numpy
 
 DTYPES = [np.float32, np.float64]
 
@@ -33,10 +33,6 @@ def _cfg(case: int, gen: np.random.Generator) -> dict:
     return FIXED[case] if case < len(FIXED) else _config(gen)
 
 
-def _f64(a: np.ndarray) -> np.ndarray:
-    return np.asarray(a, dtype=np.float64)
-
-
 def _same_error(ours, ref, *args, **kwargs) -> None:  # noqa: ANN001
     """Both calls raise the same exception type with the same message."""
     with pytest.raises((ValueError, TypeError)) as want:
@@ -55,14 +51,14 @@ def test_max_pool_matches_reference(case, dtype, gen):
     cfg = _cfg(case, gen)
     x = randn((3, 2, 13, 11), gen, dtype=dtype)
     y, idx = K.max_pool2d_forward(x, **cfg)
-    y_ref, idx_ref = P.max_pool2d_forward(_f64(x), **cfg)
+    y_ref, idx_ref = P.max_pool2d_forward(to_numpy(x), **cfg)
     assert y.dtype == dtype and idx.dtype == np.int64
     assert_close(y, y_ref, "max_pool2d", dtype, name="y")
     assert_close(idx, idx_ref, "max_pool2d", dtype, name="indices")  # integer: exact
     dy = randn(y.shape, gen, dtype=dtype)
     dx = K.max_pool2d_backward(dy, idx, x.shape)
     assert dx.dtype == dtype
-    assert_close(dx, P.max_pool2d_backward(_f64(dy), idx_ref, x.shape), "max_pool2d", dtype, name="dx")
+    assert_close(dx, P.max_pool2d_backward(to_numpy(dy), idx_ref, x.shape), "max_pool2d", dtype, name="dx")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -77,12 +73,12 @@ def test_max_pool_ties_nan_and_inf_like_reference(case, dtype, gen):
     x[gen.random(x.shape) < 0.3] = -np.inf
     x[1, 2] = -np.inf  # one whole plane of -inf
     y, idx = K.max_pool2d_forward(x, **cfg)
-    y_ref, idx_ref = P.max_pool2d_forward(_f64(x), **cfg)
+    y_ref, idx_ref = P.max_pool2d_forward(to_numpy(x), **cfg)
     np.testing.assert_array_equal(y, y_ref)  # NaN == NaN here
     np.testing.assert_array_equal(idx, idx_ref)
     dy = randn(y.shape, gen, dtype=dtype)
     dx = K.max_pool2d_backward(dy, idx, x.shape)
-    assert_close(dx, P.max_pool2d_backward(_f64(dy), idx_ref, x.shape), "max_pool2d", dtype, name="dx")
+    assert_close(dx, P.max_pool2d_backward(to_numpy(dy), idx_ref, x.shape), "max_pool2d", dtype, name="dx")
 
 
 def test_documented_ties_and_nan():
@@ -120,11 +116,11 @@ def test_avg_pool_matches_reference(case, dtype, count_include_pad, gen):
     x = randn((2, 3, 11, 14), gen, dtype=dtype)
     y = K.avg_pool2d_forward(x, **cfg)
     assert y.dtype == dtype
-    assert_close(y, P.avg_pool2d_forward(_f64(x), **cfg), "avg_pool2d", dtype, name="y")
+    assert_close(y, P.avg_pool2d_forward(to_numpy(x), **cfg), "avg_pool2d", dtype, name="y")
     dy = randn(y.shape, gen, dtype=dtype)
     dx = K.avg_pool2d_backward(dy, x.shape, **cfg)
     assert dx.dtype == dtype
-    assert_close(dx, P.avg_pool2d_backward(_f64(dy), x.shape, **cfg), "avg_pool2d", dtype, name="dx")
+    assert_close(dx, P.avg_pool2d_backward(to_numpy(dy), x.shape, **cfg), "avg_pool2d", dtype, name="dx")
 
 
 def test_count_include_pad_changes_the_border(gen):
@@ -144,18 +140,18 @@ def test_non_contiguous_and_torch_inputs(gen):
     x = base.transpose(0, 1, 3, 2)  # N,C,12,9 view, not C-contiguous
     assert not x.flags.c_contiguous
     y, idx = K.max_pool2d_forward(x, **cfg)
-    y_ref, idx_ref = P.max_pool2d_forward(_f64(x), **cfg)
+    y_ref, idx_ref = P.max_pool2d_forward(to_numpy(x), **cfg)
     assert_close(y, y_ref, "max_pool2d", np.float32)
     np.testing.assert_array_equal(idx, idx_ref)
     dy = randn(y.shape, gen, dtype=np.float32)
     dx = K.max_pool2d_backward(np.asfortranarray(dy), idx, x.shape)
-    assert_close(dx, P.max_pool2d_backward(_f64(dy), idx_ref, x.shape), "max_pool2d", np.float32)
+    assert_close(dx, P.max_pool2d_backward(to_numpy(dy), idx_ref, x.shape), "max_pool2d", np.float32)
     xt = torch.from_numpy(base)
     ya = K.avg_pool2d_forward(np.asarray(xt), **cfg, count_include_pad=False)
-    assert_close(ya, P.avg_pool2d_forward(_f64(base), **cfg, count_include_pad=False), "avg_pool2d", np.float32)
+    assert_close(ya, P.avg_pool2d_forward(to_numpy(base), **cfg, count_include_pad=False), "avg_pool2d", np.float32)
     dyt = torch.from_numpy(randn(ya.shape, gen, dtype=np.float32)).transpose(2, 3).contiguous().transpose(2, 3)
     dxa = K.avg_pool2d_backward(np.asarray(dyt), base.shape, **cfg)
-    assert_close(dxa, P.avg_pool2d_backward(_f64(dyt.numpy()), base.shape, **cfg), "avg_pool2d", np.float32)
+    assert_close(dxa, P.avg_pool2d_backward(to_numpy(dyt.numpy()), base.shape, **cfg), "avg_pool2d", np.float32)
     assert K.pool2d_output_shape(base.shape, **cfg) == P.pool2d_output_shape(base.shape, **cfg) == (2, 3, 5, 6)
 
 

@@ -10,15 +10,11 @@ import torch
 
 from dlgpu.kernels.numba import rnn as K
 from dlgpu.reference import rnn as R
-from dlgpu.testing import assert_close, randn
+from dlgpu.testing import assert_close, randn, to_numpy
 
 DTYPES = [np.float32, np.float64]
 NONLINEARITIES = ["tanh", "relu"]
 GRAD_NAMES = ("dx", "dh0", "dweight_ih", "dweight_hh", "dbias_ih", "dbias_hh")
-
-
-def f64(a):
-    return None if a is None else np.asarray(a, dtype=np.float64)
 
 
 def params(gen, t, b, i, h, dtype=np.float64):
@@ -41,7 +37,7 @@ def check(nl, dtype, gen, dims, h0=True, bias=(True, True), d_out=True, d_hn=Tru
     b_ih, b_hh = (b if use else None for b, use in zip((b_ih, b_hh), bias))
     args = (x, h_0, w_ih, w_hh, b_ih, b_hh)
     out, h_n = K.rnn_forward(*args, nl)
-    ref = R.rnn_forward(*(f64(a) for a in args), nl)
+    ref = R.rnn_forward(*(to_numpy(a) for a in args), nl)
     for got, want, name in zip((out, h_n), ref, ("output", "h_n")):
         assert got.dtype == dtype, name
         assert_close(got, want, op="rnn", dtype=dtype, name=f"{nl} {name}")
@@ -49,7 +45,7 @@ def check(nl, dtype, gen, dims, h0=True, bias=(True, True), d_out=True, d_hn=Tru
     d_h_n = randn(h_n.shape, gen, dtype) if d_hn else None
     bargs = (d_output, d_h_n, x, h_0, w_ih, w_hh, out)
     grads = K.rnn_backward(*bargs, nl)
-    ref_grads = R.rnn_backward(*(f64(a) for a in bargs), nl)
+    ref_grads = R.rnn_backward(*(to_numpy(a) for a in bargs), nl)
     for got, want, name in zip(grads, ref_grads, GRAD_NAMES):
         assert got.dtype == dtype, name
         assert_close(got, want, op="rnn", dtype=dtype, name=f"{nl} {name}")
@@ -147,10 +143,11 @@ def test_readout_matches_reference(activation, dtype, gen):
     out, w, bias = randn((t, b, h), gen, dtype), randn((o, h), gen, dtype), randn((o,), gen, dtype)
     y = K.rnn_readout_forward(out, w, bias, activation)
     assert y.dtype == dtype
-    assert_close(y, R.rnn_readout_forward(f64(out), f64(w), f64(bias), activation), op="linear", dtype=dtype)
+    want = R.rnn_readout_forward(to_numpy(out), to_numpy(w), to_numpy(bias), activation)
+    assert_close(y, want, op="linear", dtype=dtype)
     dy = randn(y.shape, gen, dtype)
     grads = K.rnn_readout_backward(dy, out, w, y, activation)
-    ref_grads = R.rnn_readout_backward(f64(dy), f64(out), f64(w), f64(y), activation)
+    ref_grads = R.rnn_readout_backward(to_numpy(dy), to_numpy(out), to_numpy(w), to_numpy(y), activation)
     for got, want, name in zip(grads, ref_grads, ("doutput", "dweight", "dbias")):
         assert got.dtype == dtype, name
         assert_close(got, want, op="linear", dtype=dtype, name=name)

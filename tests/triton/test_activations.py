@@ -11,7 +11,7 @@ import torch
 
 from dlgpu.kernels.triton import activations as K
 from dlgpu.reference import activations as A
-from dlgpu.testing import assert_close, randn
+from dlgpu.testing import assert_close, randn, to_numpy
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -37,11 +37,6 @@ def tt(a, dtype: str, device: str = DEVICE) -> torch.Tensor:
     return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(device=device, dtype=DTYPES[dtype])
 
 
-def f64(t: torch.Tensor) -> np.ndarray:
-    """The exact values of a (low-precision) tensor, as float64 numpy."""
-    return t.detach().double().cpu().numpy()
-
-
 def hyper(name, gen, ndim):
     if name == "leaky_relu":
         return {"negative_slope": float(gen.uniform(0.01, 0.5))}
@@ -58,11 +53,11 @@ def check_op(name, x, dy, kw, dtype):
     xt, dyt = tt(x, dtype), tt(dy, dtype)
     y = fwd(xt, **kw)
     assert y.dtype == DTYPES[dtype] and y.is_contiguous() and y.shape == xt.shape
-    assert_close(y, rfwd(f64(xt), **kw), op=name, dtype=dtype)
-    saved = tt(rfwd(f64(xt), **kw), dtype) if FROM_OUTPUT[name] else xt
+    assert_close(y, rfwd(to_numpy(xt), **kw), op=name, dtype=dtype)
+    saved = tt(rfwd(to_numpy(xt), **kw), dtype) if FROM_OUTPUT[name] else xt
     dx = bwd(dyt, saved, **kw)
     assert dx.dtype == DTYPES[dtype]
-    assert_close(dx, rbwd(f64(dyt), f64(saved), **kw), op=name, dtype=dtype, name=f"{name} dx")
+    assert_close(dx, rbwd(to_numpy(dyt), to_numpy(saved), **kw), op=name, dtype=dtype, name=f"{name} dx")
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
@@ -99,8 +94,8 @@ def test_small_arguments_accurate(gen):
     x = np.concatenate([gen.uniform(-0.7, 0.7, 200), -gen.uniform(5, 80, 50), [1e-6, -3e-7, 0.624, 0.626]])
     for name in ("tanh", "softplus", "sigmoid"):
         y = getattr(K, f"{name}_forward")(tt(x, "float32"))
-        ref = getattr(A, f"{name}_forward")(f64(tt(x, "float32")))
-        np.testing.assert_allclose(f64(y), ref, rtol=1e-5, atol=0)  # GPU exp is ex2.approx: ~5e-6 at |x| = 80
+        ref = getattr(A, f"{name}_forward")(to_numpy(tt(x, "float32")))
+        np.testing.assert_allclose(to_numpy(y), ref, rtol=1e-5, atol=0)  # GPU exp is ex2.approx: ~5e-6 at |x| = 80
 
 
 def test_softmax_inf_and_nan_rows():
@@ -108,7 +103,7 @@ def test_softmax_inf_and_nan_rows():
     xt = tt(x, "float32")
     with np.errstate(invalid="ignore"):
         for name in ("softmax", "log_softmax"):
-            y, ref = f64(getattr(K, f"{name}_forward")(xt)), getattr(A, f"{name}_forward")(x)
+            y, ref = to_numpy(getattr(K, f"{name}_forward")(xt)), getattr(A, f"{name}_forward")(x)
             np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
             np.testing.assert_allclose(y[0], ref[0], rtol=1e-6)
 
@@ -120,24 +115,24 @@ def test_activation_forward_backward(activation, gen):
         z, dy = tt(randn((9, 31), gen, scale=2.0), dtype), tt(randn((9, 31), gen), dtype)
         y = K.activation_forward(z, activation, slope)
         assert y.dtype == DTYPES[dtype]
-        assert_close(y, A.activation_forward(f64(z), activation, slope), op=activation, dtype=dtype)
+        assert_close(y, A.activation_forward(to_numpy(z), activation, slope), op=activation, dtype=dtype)
         dz = K.activation_backward(dy, y, activation, slope)
-        want = A.activation_backward(f64(dy), f64(y), activation, slope)
+        want = A.activation_backward(to_numpy(dy), to_numpy(y), activation, slope)
         assert_close(dz, want, op=activation, dtype=dtype, name=f"{activation} dz")
 
 
 def test_noncontiguous_inputs(gen):
     base = randn((23, 17, 5), gen)
     x = tt(base, "float32").permute(2, 0, 1)  # 5,23,17 view, not contiguous
-    xn = f64(x)
+    xn = to_numpy(x)
     dy = tt(randn(x.shape, gen), "float32")
     for axis in (0, 1, -1):
         y = K.softmax_forward(x, axis=axis)
         assert_close(y, A.softmax_forward(xn, axis=axis), op="softmax", dtype="float32")
         dx = K.softmax_backward(dy.transpose(0, 1).contiguous().transpose(0, 1), y, axis=axis)
-        assert_close(dx, A.softmax_backward(f64(dy), f64(y), axis=axis), op="softmax", dtype="float32")
+        assert_close(dx, A.softmax_backward(to_numpy(dy), to_numpy(y), axis=axis), op="softmax", dtype="float32")
     assert_close(K.tanh_forward(x), A.tanh_forward(xn), op="tanh", dtype="float32")
-    assert_close(K.relu_backward(dy, x), A.relu_backward(f64(dy), xn), op="relu", dtype="float32")
+    assert_close(K.relu_backward(dy, x), A.relu_backward(to_numpy(dy), xn), op="relu", dtype="float32")
 
 
 def test_empty_tensors_match_reference():

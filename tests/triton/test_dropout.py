@@ -11,7 +11,7 @@ import torch
 from dlgpu.kernels.triton import dropout as K
 from dlgpu.kernels.triton._common import cdiv
 from dlgpu.reference import dropout as R
-from dlgpu.testing import assert_close, randn
+from dlgpu.testing import assert_close, randn, to_numpy
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -19,10 +19,6 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 def tt(a, dtype: str = "float32", device: str = DEVICE) -> torch.Tensor:
     return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(device=device, dtype=DTYPES[dtype])
-
-
-def f64(t: torch.Tensor) -> np.ndarray:
-    return t.detach().double().cpu().numpy()
 
 
 def _p(gen: np.random.Generator) -> float:
@@ -42,16 +38,18 @@ def test_explicit_mask_matches_reference(dtype, gen):
     y, dx = K.dropout_forward(xt, p, mask=mt), K.dropout_backward(dyt, p, mask=mt)
     assert y.dtype == DTYPES[dtype] and dx.dtype == DTYPES[dtype]
     with np.errstate(invalid="ignore"):  # the reference's inf * 0
-        y_ref = R.dropout_forward(f64(xt), p, mask=mask)
+        y_ref = R.dropout_forward(to_numpy(xt), p, mask=mask)
         if dtype == "float32":  # same dtype, same product x * (m * scale): identical bits, NaN included
-            np.testing.assert_array_equal(f64(y), R.dropout_forward(f64(xt).astype(np.float32), p, mask=mask))
-            np.testing.assert_array_equal(f64(dx), R.dropout_backward(f64(dyt).astype(np.float32), p, mask=mask))
-    np.testing.assert_array_equal(np.isnan(f64(y)), np.isnan(y_ref))
+            np.testing.assert_array_equal(to_numpy(y), R.dropout_forward(to_numpy(xt).astype(np.float32), p, mask=mask))
+            np.testing.assert_array_equal(
+                to_numpy(dx), R.dropout_backward(to_numpy(dyt).astype(np.float32), p, mask=mask)
+            )
+    np.testing.assert_array_equal(np.isnan(to_numpy(y)), np.isnan(y_ref))
     fin = np.isfinite(y_ref)
-    assert_close(f64(y)[fin], y_ref[fin], "dropout", dtype, name="y")
-    assert_close(dx, R.dropout_backward(f64(dyt), p, mask=mask), "dropout", dtype, name="dx")
+    assert_close(to_numpy(y)[fin], y_ref[fin], "dropout", dtype, name="y")
+    assert_close(dx, R.dropout_backward(to_numpy(dyt), p, mask=mask), "dropout", dtype, name="dx")
     dropped = K.dropout_forward(tt([-2.0], dtype), 0.5, mask=torch.zeros(1, dtype=torch.bool, device=DEVICE))
-    assert np.signbit(f64(dropped))[0]  # -0.0, as the reference's x * 0
+    assert np.signbit(to_numpy(dropped))[0]  # -0.0, as the reference's x * 0
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
@@ -64,8 +62,8 @@ def test_seeded_forward_backward_use_dropout_mask(dtype, gen, seed):
     y = K.dropout_forward(x, p, seed=seed)
     dx = K.dropout_backward(dy, p, seed=seed)  # the backward regenerates the forward's mask
     m = mask.cpu().numpy()
-    assert_close(y, np.where(m, f64(x) / (1 - p), 0.0), "dropout", dtype, name="y")
-    assert_close(dx, np.where(m, f64(dy) / (1 - p), 0.0), "dropout", dtype, name="dx")
+    assert_close(y, np.where(m, to_numpy(x) / (1 - p), 0.0), "dropout", dtype, name="y")
+    assert_close(dx, np.where(m, to_numpy(dy) / (1 - p), 0.0), "dropout", dtype, name="dx")
     assert torch.equal(y, K.dropout_forward(x, p, mask=mask))
     assert torch.equal(dx, K.dropout_backward(dy, p, mask=mask))
     assert 0 < m.mean() < 1
@@ -118,8 +116,8 @@ def test_noncontiguous_empty_and_scalar(gen, seed):
     )
     mask = torch.from_numpy(gen.random((6, 11)) >= 0.3).to(DEVICE).t()  # non-contiguous mask
     np.testing.assert_array_equal(
-        f64(K.dropout_backward(x, 0.3, mask=mask)),
-        R.dropout_backward(f64(x).astype(np.float32), 0.3, mask=mask.cpu().numpy()),
+        to_numpy(K.dropout_backward(x, 0.3, mask=mask)),
+        R.dropout_backward(to_numpy(x).astype(np.float32), 0.3, mask=mask.cpu().numpy()),
     )
     assert K.dropout_forward(torch.zeros((0, 3), device=DEVICE), 0.5, seed=seed).shape == (0, 3)
     assert K.dropout_mask((0, 3), 0.5, seed, device=DEVICE).shape == (0, 3)
@@ -177,6 +175,6 @@ def test_gpu_realistic_shapes(dtype, gen, seed):
     assert abs(mask.float().mean().item() - 0.7) < 0.005
     y, dx = K.dropout_forward(x, 0.3, seed=seed), K.dropout_backward(dy, 0.3, seed=seed)
     m = mask.cpu().numpy()
-    assert_close(y, R.dropout_forward(f64(x), 0.3, mask=m), "dropout", dtype, name="y")
-    assert_close(dx, R.dropout_backward(f64(dy), 0.3, mask=m), "dropout", dtype, name="dx")
+    assert_close(y, R.dropout_forward(to_numpy(x), 0.3, mask=m), "dropout", dtype, name="y")
+    assert_close(dx, R.dropout_backward(to_numpy(dy), 0.3, mask=m), "dropout", dtype, name="dx")
     assert torch.equal(y, K.dropout_forward(x, 0.3, mask=mask))

@@ -18,10 +18,6 @@ NAMES = ("dx", "dh0", "dweight_ih", "dweight_hh", "dbias_ih", "dbias_hh")
 TINY = (3, 3, 5, 6)  # T, B, I, H
 
 
-def f64(a):
-    return None if a is None else to_numpy(a)
-
-
 def tensor(a, dtype, device="cpu"):
     return None if a is None else torch.from_numpy(a).to(device=device, dtype=dtype)
 
@@ -49,7 +45,7 @@ def check(variant, dtype, gen, dims, h0=True, bias=(True, True), d_out=True, d_h
     b_ih, b_hh = (b if use else None for b, use in zip((b_ih, b_hh), bias))
     args = [tensor(a, dtype, device) for a in (x, h_0, w_ih, w_hh, b_ih, b_hh)]
     got = K.gru_forward(*args, variant=variant)
-    want = R.gru_forward(*(f64(a) for a in args), variant)
+    want = R.gru_forward(*(to_numpy(a) for a in args), variant)
     for g, w, name in zip(got, want, ("output", "h_n", "workspace")):
         assert g.dtype == dtype and g.device.type == device, name
         assert_close(g, w, op="gru", dtype=dtype, name=f"{variant} {name}")
@@ -58,7 +54,7 @@ def check(variant, dtype, gen, dims, h0=True, bias=(True, True), d_out=True, d_h
     d_h_n = tensor(randn(h_n.shape, gen), dtype, device) if d_hn else None
     bwd = (d_output, d_h_n, args[0], args[1], args[2], args[3], out, ws)
     grads = K.gru_backward(*bwd, variant=variant)
-    want_grads = R.gru_backward(*(f64(a) for a in bwd), variant)
+    want_grads = R.gru_backward(*(to_numpy(a) for a in bwd), variant)
     for g, w, name in zip(grads, want_grads, NAMES):
         assert g.dtype == dtype and g.device.type == device, name
         assert_close(g, w, op="gru", dtype=dtype, name=f"{variant} {name}")
@@ -129,7 +125,7 @@ def test_cudnn_matches_torch_nn_gru(gen):
 def raises_like_reference(fn, *args, **kw):
     """Our function raises the reference's exception type with the reference's message."""
     with pytest.raises((ValueError, TypeError)) as want:
-        getattr(R, fn)(*(f64(a) if isinstance(a, torch.Tensor) else a for a in args), **kw)
+        getattr(R, fn)(*(to_numpy(a) if isinstance(a, torch.Tensor) else a for a in args), **kw)
     with pytest.raises(want.type) as got:
         getattr(K, fn)(*args, **kw)
     assert str(got.value) == str(want.value)

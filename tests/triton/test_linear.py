@@ -10,7 +10,7 @@ import torch
 
 from dlgpu.kernels.triton import linear as K
 from dlgpu.reference import linear as L
-from dlgpu.testing import assert_close, randn
+from dlgpu.testing import assert_close, randn, to_numpy
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -21,10 +21,6 @@ def tt(a, dtype: str, device: str = DEVICE):
     if a is None:
         return None
     return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(device=device, dtype=DTYPES[dtype])
-
-
-def f64(t):
-    return None if t is None else t.detach().double().cpu().numpy()
 
 
 def layer(gen, lead, i, o):
@@ -39,9 +35,11 @@ def check_layer(x, w, b, dy, activation, slope, dtype):
     xt, wt, bt, dyt = tt(x, dtype), tt(w, dtype), tt(b, dtype), tt(dy, dtype)
     y = K.linear_forward(xt, wt, bt, activation, slope)
     assert y.dtype == DTYPES[dtype] and y.shape == dyt.shape
-    assert_close(y, L.linear_forward(f64(xt), f64(wt), f64(bt), activation, slope), op="linear", dtype=dtype)
+    assert_close(
+        y, L.linear_forward(to_numpy(xt), to_numpy(wt), to_numpy(bt), activation, slope), op="linear", dtype=dtype
+    )
     grads = K.linear_backward(dyt, xt, wt, y, activation, slope)
-    want = L.linear_backward(f64(dyt), f64(xt), f64(wt), f64(y), activation, slope)
+    want = L.linear_backward(to_numpy(dyt), to_numpy(xt), to_numpy(wt), to_numpy(y), activation, slope)
     for got, ref, name in zip(grads, want, ("dx", "dweight", "dbias")):
         assert got.dtype == DTYPES[dtype] and tuple(got.shape) == ref.shape
         assert_close(got, ref, op="linear", dtype=dtype, name=f"{activation} {name}")
@@ -69,7 +67,7 @@ def test_many_rows_several_db_splits(dtype, gen):
 def test_backward_without_out_for_no_activation(gen):
     x, w, _, dy = layer(gen, (6,), 5, 7)
     xt, wt, dyt = tt(x, "float32"), tt(w, "float32"), tt(dy, "float32")
-    for got, ref in zip(K.linear_backward(dyt, xt, wt), L.linear_backward(f64(dyt), f64(xt), f64(wt))):
+    for got, ref in zip(K.linear_backward(dyt, xt, wt), L.linear_backward(to_numpy(dyt), to_numpy(xt), to_numpy(wt))):
         assert_close(got, ref, op="linear", dtype="float32")
 
 
@@ -82,7 +80,7 @@ def test_zero_rows_and_empty_features(gen):
     assert dx.shape == (0, 5) and dw.shape == (3, 5) and bool((dw == 0).all()) and bool((db == 0).all())
     # in_features = 0: y = act(b)
     x0, w0 = torch.ones((4, 0), device=DEVICE), torch.ones((3, 0), device=DEVICE)
-    want = L.linear_forward(np.ones((4, 0)), np.ones((3, 0)), f64(bt), "sigmoid")
+    want = L.linear_forward(np.ones((4, 0)), np.ones((3, 0)), to_numpy(bt), "sigmoid")
     assert_close(K.linear_forward(x0, w0, bt, "sigmoid"), want, op="linear", dtype="float32")
 
 
@@ -91,9 +89,11 @@ def test_noncontiguous_inputs(gen):
     w = tt(randn((19, 13), gen, scale=0.3), "float32").t()  # 13,19
     b, dy = tt(randn((13,), gen), "float32"), tt(randn((13, 70), gen), "float32").t()
     y = K.linear_forward(x, w, b, "leaky_relu", 0.2)
-    assert_close(y, L.linear_forward(f64(x), f64(w), f64(b), "leaky_relu", 0.2), op="linear", dtype="float32")
+    assert_close(
+        y, L.linear_forward(to_numpy(x), to_numpy(w), to_numpy(b), "leaky_relu", 0.2), op="linear", dtype="float32"
+    )
     grads = K.linear_backward(dy, x, w, y, "leaky_relu", 0.2)
-    want = L.linear_backward(f64(dy), f64(x), f64(w), f64(y), "leaky_relu", 0.2)
+    want = L.linear_backward(to_numpy(dy), to_numpy(x), to_numpy(w), to_numpy(y), "leaky_relu", 0.2)
     for got, ref in zip(grads, want):
         assert_close(got, ref, op="linear", dtype="float32")
 

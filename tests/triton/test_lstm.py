@@ -11,7 +11,7 @@ import torch
 
 from dlgpu.kernels.triton import lstm as K
 from dlgpu.reference import lstm as R
-from dlgpu.testing import assert_close, randn
+from dlgpu.testing import assert_close, randn, to_numpy
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -29,10 +29,6 @@ def path(request, monkeypatch):
 
 def tt(a, dtype, device=DEV):
     return None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)
-
-
-def f64(t):
-    return None if t is None else t.detach().double().cpu().numpy()
 
 
 def params(gen, variant, t, b, i, h, scale=0.5, bias_scale=0.5):
@@ -61,7 +57,7 @@ def check(gen, variant, dims, dtype, h0=True, c0=True, bias=(True, True), grads=
     b_ih, b_hh = (b if use else None for b, use in zip((b_ih, b_hh), bias))
     args = [tt(a, dtype, device) for a in (x, h_0, c_0, w_ih, w_hh, b_ih, b_hh, peep)]
     res = K.lstm_forward(*args, variant=variant)
-    ref = R.lstm_forward(*(f64(a) for a in args), variant=variant)
+    ref = R.lstm_forward(*(to_numpy(a) for a in args), variant=variant)
     for got, want, name in zip(res, ref, ("output", "h_n", "c_n", "workspace")):
         assert got.dtype == dtype and got.device.type == torch.device(device).type, name
         assert_close(got, want, op="lstm", dtype=dtype, name=f"{variant} {name}")
@@ -70,7 +66,7 @@ def check(gen, variant, dims, dtype, h0=True, c0=True, bias=(True, True), grads=
                               for s, use in zip((out, h_n, c_n), grads))  # fmt: skip
     bwd = (d_output, d_h_n, d_c_n, *args[:5], out, ws, args[7])
     got_grads = K.lstm_backward(*bwd, variant=variant)
-    ref_grads = R.lstm_backward(*(f64(a) for a in bwd), variant=variant)
+    ref_grads = R.lstm_backward(*(to_numpy(a) for a in bwd), variant=variant)
     for got, want, name in zip(got_grads, ref_grads, NAMES):
         if want is None:
             assert got is None, name
@@ -164,7 +160,7 @@ def test_bad_input_matches_reference(gen):
     _same_error(lambda: K.lstm_forward(*t[:7], t[7][:2], "peephole"),
                 lambda: R.lstm_forward(*n[:7], n[7][:2], "peephole"))  # fmt: skip
     out, _, _, ws = K.lstm_forward(*t, variant="peephole")
-    o, w = f64(out).astype(np.float32), f64(ws).astype(np.float32)
+    o, w = to_numpy(out).astype(np.float32), to_numpy(ws).astype(np.float32)
     _same_error(lambda: K.lstm_backward(None, None, None, *t[:5], out, ws[..., :-1], t[7], "peephole"),
                 lambda: R.lstm_backward(None, None, None, *n[:5], o, w[..., :-1], n[7], "peephole"))  # fmt: skip
     _same_error(lambda: K.lstm_backward(out[:1], None, None, *t[:5], out, ws, t[7], "peephole"),

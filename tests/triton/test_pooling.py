@@ -9,7 +9,7 @@ import torch
 
 from dlgpu.kernels.triton import pooling as K
 from dlgpu.reference import pooling as P
-from dlgpu.testing import assert_close, randn
+from dlgpu.testing import assert_close, randn, to_numpy
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -41,31 +41,26 @@ def _dev(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).to(device=DEVICE, dtype=dtype)
 
 
-def _f64(t: torch.Tensor) -> np.ndarray:
-    """The values a kernel actually saw, in float64 for the reference (so only its rounding is judged)."""
-    return t.detach().cpu().double().numpy()
-
-
 def _check_max(x: torch.Tensor, cfg: dict, dname: str, gen: np.random.Generator) -> None:
     y, idx = K.max_pool2d_forward(x, **cfg)
-    y_ref, idx_ref = P.max_pool2d_forward(_f64(x), **cfg)
+    y_ref, idx_ref = P.max_pool2d_forward(to_numpy(x), **cfg)
     assert y.dtype == x.dtype and idx.dtype == torch.int64
     assert_close(y, y_ref, "max_pool2d", dname, name="y")
     assert_close(idx, idx_ref, "max_pool2d", dname, name="indices")  # integer: exact
     dy = _dev(randn(y.shape, gen), x.dtype)
     dx = K.max_pool2d_backward(dy, idx, tuple(x.shape))
     assert dx.dtype == x.dtype and dx.shape == x.shape
-    assert_close(dx, P.max_pool2d_backward(_f64(dy), idx_ref, x.shape), "max_pool2d", dname, name="dx")
+    assert_close(dx, P.max_pool2d_backward(to_numpy(dy), idx_ref, x.shape), "max_pool2d", dname, name="dx")
 
 
 def _check_avg(x: torch.Tensor, cfg: dict, dname: str, gen: np.random.Generator) -> None:
     y = K.avg_pool2d_forward(x, **cfg)
     assert y.dtype == x.dtype
-    assert_close(y, P.avg_pool2d_forward(_f64(x), **cfg), "avg_pool2d", dname, name="y")
+    assert_close(y, P.avg_pool2d_forward(to_numpy(x), **cfg), "avg_pool2d", dname, name="y")
     dy = _dev(randn(y.shape, gen), x.dtype)
     dx = K.avg_pool2d_backward(dy, tuple(x.shape), **cfg)
     assert dx.dtype == x.dtype and dx.shape == x.shape
-    assert_close(dx, P.avg_pool2d_backward(_f64(dy), x.shape, **cfg), "avg_pool2d", dname, name="dx")
+    assert_close(dx, P.avg_pool2d_backward(to_numpy(dy), x.shape, **cfg), "avg_pool2d", dname, name="dx")
 
 
 def _same_error(ours, ref, ours_args, ref_args, same_message=True) -> None:  # noqa: ANN001
@@ -102,11 +97,11 @@ def test_max_pool_ties_nan_and_inf_like_reference(case, dname, gen):
     x = _dev(a, DTYPES[dname])
     y, idx = K.max_pool2d_forward(x, **cfg)
     y_ref, idx_ref = P.max_pool2d_forward(a, **cfg)
-    np.testing.assert_array_equal(_f64(y), y_ref)  # NaN == NaN here
+    np.testing.assert_array_equal(to_numpy(y), y_ref)  # NaN == NaN here
     np.testing.assert_array_equal(idx.cpu().numpy(), idx_ref)
     dy = _dev(randn(y.shape, gen), x.dtype)
     dx = K.max_pool2d_backward(dy, idx, x.shape)
-    assert_close(dx, P.max_pool2d_backward(_f64(dy), idx_ref, x.shape), "max_pool2d", dname, name="dx")
+    assert_close(dx, P.max_pool2d_backward(to_numpy(dy), idx_ref, x.shape), "max_pool2d", dname, name="dx")
 
 
 def test_documented_ties_and_nan():
@@ -139,7 +134,7 @@ def test_max_pool_backward_int32_indices_overlap_and_determinism(gen):
     dy = _dev(randn(y.shape, gen), torch.float32)
     first = K.max_pool2d_backward(dy, idx, xt.shape)
     assert torch.equal(first, K.max_pool2d_backward(dy, idx, xt.shape))
-    assert_close(first, P.max_pool2d_backward(_f64(dy), idx.cpu().numpy(), xt.shape), "max_pool2d", "float32")
+    assert_close(first, P.max_pool2d_backward(to_numpy(dy), idx.cpu().numpy(), xt.shape), "max_pool2d", "float32")
 
 
 # ------------------------------------------------------------------------ avg pool

@@ -11,7 +11,7 @@ import torch
 
 from dlgpu.kernels.triton import rnn as K
 from dlgpu.reference import rnn as R
-from dlgpu.testing import assert_close, randn
+from dlgpu.testing import assert_close, randn, to_numpy
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -29,10 +29,6 @@ def path(request, monkeypatch):
 
 def tt(a, dtype, device=DEV):
     return None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)
-
-
-def f64(t):
-    return None if t is None else t.detach().double().cpu().numpy()
 
 
 def params(gen, t, b, i, h, scale=0.5):
@@ -55,7 +51,7 @@ def check(gen, dims, dtype, nonlinearity, h0=True, bias=(True, True), d_out=True
     b_ih, b_hh = (b if use else None for b, use in zip((b_ih, b_hh), bias))
     args = [tt(a, dtype, device) for a in (x, h_0, w_ih, w_hh, b_ih, b_hh)]
     out, h_n = K.rnn_forward(*args, nonlinearity=nonlinearity)
-    ref = R.rnn_forward(*(f64(a) for a in args), nonlinearity=nonlinearity)
+    ref = R.rnn_forward(*(to_numpy(a) for a in args), nonlinearity=nonlinearity)
     for got, want, name in zip((out, h_n), ref, ("output", "h_n")):
         assert got.dtype == dtype and got.device.type == torch.device(device).type, name
         assert_close(got, want, op="rnn", dtype=dtype, name=f"{nonlinearity} {name}")
@@ -63,7 +59,7 @@ def check(gen, dims, dtype, nonlinearity, h0=True, bias=(True, True), d_out=True
     d_h_n = tt(randn(h_n.shape, gen), dtype, device) if d_hn else None
     bwd = (d_output, d_h_n, args[0], args[1], args[2], args[3], out)
     grads = K.rnn_backward(*bwd, nonlinearity=nonlinearity)
-    ref_grads = R.rnn_backward(*(f64(a) for a in bwd), nonlinearity=nonlinearity)
+    ref_grads = R.rnn_backward(*(to_numpy(a) for a in bwd), nonlinearity=nonlinearity)
     for got, want, name in zip(grads, ref_grads, NAMES):
         assert got.dtype == dtype, name
         assert_close(got, want, op="rnn", dtype=dtype, name=f"{nonlinearity} {name}")
@@ -106,11 +102,11 @@ def test_saturated(gen):
     x, h0, w_ih, w_hh, b_ih, b_hh = (tt(a, torch.float32) for a in params(gen, 3, 2, 5, 4))
     for nl in NONLIN:
         out, h_n = K.rnn_forward(x * 1e3, h0, w_ih, w_hh, b_ih, b_hh, nl)
-        ref = R.rnn_forward(*(f64(a) for a in (x * 1e3, h0, w_ih, w_hh, b_ih, b_hh)), nl)
+        ref = R.rnn_forward(*(to_numpy(a) for a in (x * 1e3, h0, w_ih, w_hh, b_ih, b_hh)), nl)
         assert torch.all(torch.isfinite(out))
         assert_close(out, ref[0], op="rnn", dtype="float32")
         grads = K.rnn_backward(torch.ones_like(out), None, x * 1e3, h0, w_ih, w_hh, out, nl)
-        ref_grads = R.rnn_backward(np.ones(out.shape), None, *(f64(a) for a in (x * 1e3, h0, w_ih, w_hh, out)), nl)
+        ref_grads = R.rnn_backward(np.ones(out.shape), None, *(to_numpy(a) for a in (x * 1e3, h0, w_ih, w_hh, out)), nl)
         for got, want, name in zip(grads, ref_grads, NAMES):
             assert_close(got, want, op="rnn", dtype="float32", name=f"{nl} {name}")
 
@@ -142,12 +138,12 @@ def test_readout(activation, dtype, gen):
     h, w, b = (tt(a, dtype) for a in (randn((T, B, H), gen), randn((O, H), gen), randn((O,), gen)))
     for bias in (b, None):
         y = K.rnn_readout_forward(h, w, bias, activation)
-        y_ref = R.rnn_readout_forward(f64(h), f64(w), f64(bias), activation)
+        y_ref = R.rnn_readout_forward(to_numpy(h), to_numpy(w), to_numpy(bias), activation)
         assert y.dtype == dtype
         assert_close(y, y_ref, op="linear", dtype=dtype, name=f"readout {activation} y")
         dy = tt(randn(y.shape, gen), dtype)
         got = K.rnn_readout_backward(dy, h, w, y, activation)
-        want = R.rnn_readout_backward(f64(dy), f64(h), f64(w), f64(y), activation)
+        want = R.rnn_readout_backward(to_numpy(dy), to_numpy(h), to_numpy(w), to_numpy(y), activation)
         for g, r, name in zip(got, want, ("doutput", "dweight", "dbias")):
             assert g.dtype == dtype
             assert_close(g, r, op="linear", dtype=dtype, name=f"readout {activation} {name}")
