@@ -244,14 +244,20 @@ def test_max_norm_on_tensors_skips_1d(gen):
         MaxNorm(1.0).apply(5)
 
 
-def test_clipping_reexported_and_like_torch(gen):
-    assert clip_grad_norm_ is D.clip_grad_norm_ and clip_grad_value_ is D.clip_grad_value_
+def _twins_with_grads(gen):  # noqa: ANN001, ANN202
+    """Two equal models whose parameters hold the same random gradients."""
     ours, theirs = _model(), _model()
     _randomise(ours, gen)
     theirs.load_state_dict(ours.state_dict())
     for p, q in zip(ours.parameters(), theirs.parameters()):
         p.grad = torch.tensor(randn(tuple(p.shape), gen))
         q.grad = p.grad.clone()
+    return ours, theirs
+
+
+def test_clipping_reexported_and_like_torch(gen):
+    assert clip_grad_norm_ is D.clip_grad_norm_ and clip_grad_value_ is D.clip_grad_value_
+    ours, theirs = _twins_with_grads(gen)
     total = clip_grad_norm_(ours.parameters(), 0.7)
     total_t = nn.utils.clip_grad_norm_(theirs.parameters(), 0.7)
     assert_close(total, total_t, "clip", "float64")
@@ -284,12 +290,7 @@ def test_regularizer_step(gen):
 
 
 def test_regularizer_clips_by_value_then_by_norm_like_torch(gen):
-    ours, theirs = _model(), _model()
-    _randomise(ours, gen)
-    theirs.load_state_dict(ours.state_dict())
-    for p, q in zip(ours.parameters(), theirs.parameters()):
-        p.grad = torch.tensor(randn(tuple(p.shape), gen))
-        q.grad = p.grad.clone()
+    ours, theirs = _twins_with_grads(gen)
     total = Regularizer(ours, clip_norm=0.8, clip_value=0.3).clip()
     nn.utils.clip_grad_value_(theirs.parameters(), 0.3)
     total_t = nn.utils.clip_grad_norm_(theirs.parameters(), 0.8)
