@@ -136,6 +136,11 @@ def compare(
     dname = dtype_name(dtype)
     tol = tol if tol is not None else tolerance(op, dname)
     label = name or op or "output"
+    if out is None or ref is None:  # a missing output, or one the reference does not have, fails
+        if out is None and ref is None:
+            return Report(label, dname, tol, True, ())
+        what = "no output (None)" if out is None else "an output where the reference has none (None)"
+        return Report(label, dname, tol, False, (), reason=what)
     o, r = to_numpy(out), to_numpy(ref)
     if o.shape != r.shape:
         return Report(label, dname, tol, False, o.shape, reason=f"shape {o.shape} != reference {r.shape}")

@@ -94,6 +94,14 @@ def test_zeros_and_wrong_shape_fail(gen):
     assert not rep.ok and "shape" in rep.reason
 
 
+def test_a_missing_output_fails_with_a_reason(gen):
+    ref = randn((5, 7), gen)
+    rep = compare(None, ref, name="db")
+    assert not rep.ok and "no output" in rep.reason and "FAIL" in str(rep)
+    assert not compare(ref, None).ok
+    assert compare(None, None).ok  # nothing on either side: nothing to compare
+
+
 def test_single_wrong_element_is_found(gen):
     ref = randn((9, 11), gen)
     out = ref.copy()
