@@ -154,18 +154,13 @@ def autocast(policy: str, *tensors: Any, devices: tuple[str, ...] = ("cpu", "cud
     dev = next((t.device.type for t in tensors if isinstance(t, torch.Tensor)), None)
     if dev not in devices or not torch.is_autocast_enabled(dev):
         return tensors
-    dtype = torch.get_autocast_dtype(dev) if policy == "lower" else torch.float32
-
-    def cast(t: Any) -> Any:
-        return t.to(dtype) if isinstance(t, torch.Tensor) and t.dtype in _AUTOCAST_ELIGIBLE else t
-
-    return tuple(cast(t) for t in tensors)
+    return tuple(t.to(autocast_dtype(policy, t, devices)) if isinstance(t, torch.Tensor) else t for t in tensors)
 
 
-def autocast_dtype(policy: str, t: torch.Tensor) -> torch.dtype:
-    """The dtype ``autocast(policy, t)`` would give ``t``, without casting it."""
+def autocast_dtype(policy: str, t: torch.Tensor, devices: tuple[str, ...] = ("cpu", "cuda")) -> torch.dtype:
+    """The dtype ``autocast(policy, t, devices=devices)`` gives ``t``, without casting it."""
     dev = t.device.type
-    if t.dtype not in _AUTOCAST_ELIGIBLE or not torch.is_autocast_enabled(dev):
+    if dev not in devices or t.dtype not in _AUTOCAST_ELIGIBLE or not torch.is_autocast_enabled(dev):
         return t.dtype
     return torch.get_autocast_dtype(dev) if policy == "lower" else torch.float32
 

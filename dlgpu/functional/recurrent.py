@@ -175,15 +175,25 @@ def _state(h: Tensor | None, input: Tensor, weight_hh: Tensor, name: str) -> Ten
     return h
 
 
-def _empty_batch(input: Tensor, states: tuple[Tensor, ...], *weights: Tensor | None) -> tuple[Tensor, ...]:
+def _empty_batch(
+    input: Tensor, states: dict[str, Tensor], weight_ih: Tensor, weight_hh: Tensor, *rest: Tensor | None
+) -> tuple[Tensor, ...]:
     """torch's result for B = 0: output [T, 0, H] and the (empty) states, attached to every input's graph
-    so that backward runs and gives zero gradients, as torch's recurrent layers do."""
+    so that backward runs and gives zero gradients, as torch's recurrent layers do. No kernel runs, so
+    the shapes the kernels would check are checked here."""
     if input.shape[0] < 1:
         raise ValueError(f"input must have at least one time step, got shape {tuple(input.shape)}")
-    hidden = weights[1].shape[1]
-    for name, st in zip(("h0", "c0"), states):
+    hidden = weight_hh.shape[1]
+    if weight_ih.ndim != 2 or weight_ih.shape != (weight_hh.shape[0], input.shape[2]):
+        raise ValueError(
+            f"weight_ih must have shape {(weight_hh.shape[0], input.shape[2])} (weight_hh's rows, input's "
+            f"features), got {tuple(weight_ih.shape)}"
+        )
+    for name, st in states.items():
         if st.shape != (0, hidden):
             raise ValueError(f"{name} must have shape (0, {hidden}) for an empty batch, got {tuple(st.shape)}")
+    weights = (weight_ih, weight_hh, *rest)
+    states = tuple(states.values())
     # the sum of an empty slice is an exact 0 that carries each tensor's graph
     tie = sum(t.reshape(-1)[:0].sum() for t in (input, *states, *weights) if t is not None)
     return (input.new_zeros((input.shape[0], 0, hidden)) + tie, *(st + tie for st in states))
@@ -220,7 +230,7 @@ def rnn(
     check_choice(nonlinearity, ("tanh", "relu"), "nonlinearity")
     h0 = _state(hx, input, weight_hh, "hx")
     if input.shape[1] == 0:
-        return _empty_batch(input, (h0,), weight_ih, weight_hh, bias_ih, bias_hh)
+        return _empty_batch(input, {"hx": h0}, weight_ih, weight_hh, bias_ih, bias_hh)
     out, hn = _rnn(input, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity)
     return out, hn
 
@@ -252,7 +262,8 @@ def lstm(
     check_choice(variant, ("forget", "no_forget", "peephole"), "variant")
     h0, c0 = _state(h0, input, weight_hh, "h0"), _state(c0, input, weight_hh, "c0")
     if input.shape[1] == 0:
-        out, hn, cn = _empty_batch(input, (h0, c0), weight_ih, weight_hh, bias_ih, bias_hh, weight_peephole)
+        states = {"h0": h0, "c0": c0}
+        out, hn, cn = _empty_batch(input, states, weight_ih, weight_hh, bias_ih, bias_hh, weight_peephole)
         return out, (hn, cn)
     out, hn, cn, _ = _lstm(input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_peephole, variant)
     return out, (hn, cn)
@@ -278,7 +289,7 @@ def gru(
     check_choice(variant, ("cudnn", "cho"), "variant")
     h0 = _state(hx, input, weight_hh, "hx")
     if input.shape[1] == 0:
-        return _empty_batch(input, (h0,), weight_ih, weight_hh, bias_ih, bias_hh)
+        return _empty_batch(input, {"hx": h0}, weight_ih, weight_hh, bias_ih, bias_hh)
     out, hn, _ = _gated("gru", input, h0, weight_ih, weight_hh, bias_ih, bias_hh, variant)
     return out, hn
 
@@ -301,6 +312,6 @@ def mgu(
     _check(input, weight_ih, weight_hh)
     h0 = _state(hx, input, weight_hh, "hx")
     if input.shape[1] == 0:
-        return _empty_batch(input, (h0,), weight_ih, weight_hh, bias_ih, bias_hh)
+        return _empty_batch(input, {"hx": h0}, weight_ih, weight_hh, bias_ih, bias_hh)
     out, hn, _ = _gated("mgu", input, h0, weight_ih, weight_hh, bias_ih, bias_hh, "")
     return out, hn

@@ -425,3 +425,19 @@ def test_empty_batch_variants_and_cells(mode, variant, seed):
         assert s.shape == (0, 4)
     with pytest.raises(ValueError, match="at least one time step"):
         layer(torch.randn(0, 0, 3))
+
+
+def test_empty_batch_functional_checks_shapes_no_kernel_would():
+    # with B = 0 no kernel runs, so the functional op itself must refuse weights and states that don't fit
+    import dlgpu.functional as D
+
+    x = torch.randn(4, 0, 3)
+    w_hh = torch.randn(12, 4)
+    with pytest.raises(ValueError, match=r"weight_ih must have shape \(12, 3\)"):
+        D.gru(x, None, torch.randn(12, 5), w_hh)
+    with pytest.raises(ValueError, match=r"hx must have shape \(0, 4\)"):
+        D.gru(x, torch.zeros(0, 5), torch.randn(12, 3), w_hh)
+    with pytest.raises(ValueError, match=r"c0 must have shape \(0, 4\)"):
+        D.lstm(x, (torch.zeros(0, 4), torch.zeros(1, 4)), torch.randn(16, 3), torch.randn(16, 4))
+    out, hn = D.rnn(x, None, torch.randn(4, 3), torch.randn(4, 4))
+    assert out.shape == (4, 0, 4) and hn.shape == (0, 4)
