@@ -59,13 +59,14 @@ def register(subparsers: Any) -> None:
         "kernels",
         help="registers, shared memory and spills of every CUDA and compiled Triton kernel",
         description="Static resource report: nvcc -cubin -Xptxas -v over kernels/cuda/*.cu (where nvcc exists) "
-        "and the compiled Triton kernels' registers, spills and shared memory (on a CUDA device only).",
+        "and the Triton kernels' registers, spills and shared memory: those compiled on this GPU, or without "
+        "one every launch of the tiny cases compiled ahead of time for --arch.",
     )
     k.add_argument("--arch", default=None, help="nvcc GPU architecture, e.g. sm_90 (default: this GPU's, else sm_90)")
     k.add_argument("--files", nargs="+", help="only these .cu files (paths, or family names such as conv)")
     k.add_argument("--no-triton", action="store_true", help="skip compiling and reporting the Triton kernels")
     k.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "float16", "bfloat16"],
-                   help="dtypes the Triton kernels are compiled for (each op's quick case is run once)")  # fmt: skip
+                   help="dtypes the Triton kernels are compiled for (each op's case is run once)")  # fmt: skip
     k.add_argument("--json", help="write the report as JSON")
     k.set_defaults(fn=_kernels)
 
@@ -180,4 +181,4 @@ def _kernels(args: argparse.Namespace) -> int:
 
         with open(args.json, "w") as f:
             json.dump(rep.to_dict(), f, indent=1)
-    return 1 if rep.cuda_errors else 0
+    return 1 if rep.cuda_errors or rep.triton_errors else 0

@@ -5,9 +5,11 @@
   the templates the loaders launch; a .cu from elsewhere is compiled as is). The cooperative
   (persistent-kernel) modules are also built the way CuPy builds them, relocatable and linked
   against libcudadevrt, and each link is reported. Needs nvcc, not a GPU.
-* Triton: the same numbers for every *compiled* kernel, read from Triton's kernel caches after
-  every op's quick case has run once on the GPU (autotuning included). Triton compiles for a
-  device only when a kernel first runs on it, so without CUDA there is nothing to report.
+* Triton: the same numbers for every *compiled* kernel. On a GPU they are read from Triton's kernel
+  caches after every op's quick case has run once (autotuning included). Without one, every launch
+  of every op's tiny cases is recorded under the interpreter and compiled ahead of time for the
+  target arch with each autotune config (``dlgpu.bench.triton_aot``): what the installed Triton
+  would build for that GPU, without running it.
 
 High register counts cap occupancy (65536 registers per SM: 128 registers x 512 threads); any
 spill is local-memory traffic inside the kernel and is shown in red.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,11 @@ class KernelReport:
     triton: list[dict] = field(default_factory=list)
     triton_message: str = ""
     cuda_links: list[dict] = field(default_factory=list)  # one per cooperative module (``cuda_links``)
+
+    @property
+    def triton_errors(self) -> list[dict]:
+        """Triton kernels that failed to compile (ahead of time, without a GPU)."""
+        return [r for r in self.triton if not r.get("ok", True)]
 
     @property
     def cuda_errors(self) -> list[dict]:
@@ -139,17 +147,39 @@ def _compile_all_triton(dtypes: Sequence[str] = ("float32",)) -> None:
                 run_case(case, "triton", dtype, 0, torch_inputs(dtype, "cuda"))
 
 
-def triton_resources(compile_first: bool = True, dtypes: Sequence[str] = ("float32",)) -> tuple[list[dict], str]:
+def triton_aot_resources(arch: str = "sm_90", dtypes: Sequence[str] = ("float32",)) -> tuple[list[dict], str]:
+    """(rows, message) without a GPU: every launch of the tiny cases in ``dtypes``, compiled ahead of
+    time for ``arch`` with each autotune config (see ``dlgpu.bench.triton_aot``)."""
+    from .triton_aot import aot_report
+
+    m = re.fullmatch(r"sm_(\d+)a?", arch)
+    if m is None:
+        raise ValueError(f"arch must look like sm_90, got {arch!r}")
+    try:
+        rep = aot_report(int(m.group(1)), ("tiny",), tuple(dtypes))
+    except Exception as e:  # e.g. a Triton without the NVIDIA backend
+        return [], f"ahead-of-time compile failed: {e}"
+    rows = [dict(r, spills=r.get("spill_stores", 0) + r.get("spill_loads", 0)) for r in rep["rows"]]
+    notes = [f"compiled ahead of time by Triton {rep['triton']} for {rep['arch']} (no GPU here)"]
+    notes += [f"record failed: {f}" for f in rep["record_failures"]]
+    if rep["missing"]:
+        notes.append("never launched by the tiny cases: " + ", ".join(rep["missing"]))
+    return rows, "; ".join(notes)
+
+
+def triton_resources(
+    compile_first: bool = True, dtypes: Sequence[str] = ("float32",), arch: str = "sm_90"
+) -> tuple[list[dict], str]:
     """(rows, message) for the compiled Triton kernels: one row per compiled specialisation
-    (``compile_first``: run every op's quick case in each of ``dtypes`` first)."""
+    (``compile_first``: run every op's quick case in each of ``dtypes`` first). Without a CUDA
+    device, the kernels compiled ahead of time for ``arch`` instead (``triton_aot_resources``)."""
     try:
         import torch
         import triton  # noqa: F401
     except Exception as e:
         return [], f"triton cannot be imported ({e})"
     if not torch.cuda.is_available():
-        return [], ("no CUDA device: Triton compiles a kernel for a GPU only when it first runs on one "
-                    "(under TRITON_INTERPRET=1 nothing is compiled), so there are no registers or spills to report")
+        return triton_aot_resources(arch, dtypes)
     if compile_first:
         _compile_all_triton(dtypes)
     rows = []
@@ -187,7 +217,7 @@ def kernel_report(
     rep.cuda, rep.cuda_message = cuda_resources(files, rep.arch)
     rep.cuda_links = cuda_links(files, rep.arch)
     if triton:
-        rep.triton, rep.triton_message = triton_resources(True, dtypes)
+        rep.triton, rep.triton_message = triton_resources(True, dtypes, rep.arch)
     else:
         rep.triton_message = "skipped (--no-triton)"
     return rep
@@ -226,19 +256,28 @@ def render_kernels(rep: KernelReport, console: Any = None) -> None:
             console.print(f"[bold red]{r['family']}.cu cooperative module: LINK FAILED[/]")
             console.print(r["output"][-2000:], markup=False)
     if rep.triton:
-        t = Table(title="Triton kernels (compiled on this GPU)", header_style="bold")
+        aot = any("signature" in r for r in rep.triton)  # rows from dlgpu.bench.triton_aot
+        title = "Triton kernels (" + (rep.triton_message.split(";")[0] if aot else "compiled on this GPU") + ")"
+        t = Table(title=title, header_style="bold")
         for c in ("module", "kernel", "constexprs", "warps", "stages", "regs", "spills", "smem B", "autotune"):
             t.add_column(c, justify="right" if c in ("warps", "stages", "regs", "spills", "smem B") else "left")
         for r in rep.triton:
+            if not r.get("ok", True):
+                err = escape((r.get("error") or "").splitlines()[0][:200] if r.get("error") else "")
+                t.add_row(r["module"], r["kernel"], escape(r["constexprs"]), str(r["num_warps"]), str(r["num_stages"]),
+                          "[bold red]COMPILE FAILED[/]", "", "", err)  # fmt: skip
+                continue
             spills = f"[bold red]{r['spills']}[/]" if r["spills"] else "0"
             t.add_row(r["module"], r["kernel"], escape(r["constexprs"]), str(r["num_warps"]), str(r["num_stages"]),
                       str(r["registers"]), spills, str(r["smem"]), r["autotune"])  # fmt: skip
         console.print(t)
+        for note in rep.triton_message.split("; ")[1 if aot else 0:] if rep.triton_message else []:
+            console.print(f"Triton: {note}", markup=False)
     else:
         console.print(f"Triton: {rep.triton_message}", markup=False)
     n_spill = sum(1 for r in rep.cuda if r.get("spill_stores") or r.get("spill_loads"))
     n_spill += sum(1 for r in rep.triton if r.get("spills"))
-    n_cuda, n_failed = sum(r.get("ok", True) for r in rep.cuda), len(rep.cuda_errors)
+    n_cuda, n_failed = sum(r.get("ok", True) for r in rep.cuda), len(rep.cuda_errors) + len(rep.triton_errors)
     failed = f", {n_failed} failed to compile or link" if n_failed else ""
     console.print(f"{n_cuda} CUDA kernels{failed}, {len(rep.triton)} compiled Triton kernels, {n_spill} spilling",
                   markup=False, highlight=False)  # fmt: skip

@@ -115,23 +115,45 @@ def describe_launch(fn: Any, args: tuple, kwargs: dict) -> dict:
 @contextmanager
 def recording(sink: list[dict]) -> Iterator[list[dict]]:
     """Append every interpreted Triton launch to ``sink`` while the block runs (TRITON_INTERPRET=1)."""
+    from triton.runtime.autotuner import Autotuner
     from triton.runtime.interpreter import InterpretedFunction
 
-    original = InterpretedFunction.run
+    original, original_tuned = InterpretedFunction.run, Autotuner.run
+    active: list[Any] = []  # the autotuners whose run is in progress (one kernel may have several)
 
     def run(self: Any, *args: Any, grid: Any, warmup: bool, **kwargs: Any) -> Any:
-        sink.append(describe_launch(self.fn, args, kwargs))
+        launch = describe_launch(self.fn, args, kwargs)
+        launch["tuner"] = _tuner_name(active[-1], self.fn) if active else None
+        sink.append(launch)
         return original(self, *args, grid=grid, warmup=warmup, **kwargs)
 
-    InterpretedFunction.run = run
+    def tuned(self: Any, *args: Any, **kwargs: Any) -> Any:
+        active.append(self)
+        try:
+            return original_tuned(self, *args, **kwargs)
+        finally:
+            active.pop()
+
+    InterpretedFunction.run, Autotuner.run = run, tuned
     try:
         yield sink
     finally:
-        InterpretedFunction.run = original
+        InterpretedFunction.run, Autotuner.run = original, original_tuned
 
 
-def record(sizes: Sequence[str] = ("tiny",), dtypes: Sequence[str] = DTYPES) -> tuple[list[dict], list[str]]:
-    """(distinct launches, failures) of every op's cases on the triton backend, forward and backward.
+def _tuner_name(tuner: Any, fn: Any) -> str:
+    """The module-level name of ``tuner`` (an Autotuner of ``fn``, the Python kernel function)."""
+    for name, obj in vars(sys.modules[fn.__module__]).items():
+        if obj is tuner:
+            return name
+    raise LookupError(f"the autotuner of {fn.__name__} is not a global of {fn.__module__}")
+
+
+def record(
+    sizes: Sequence[str] = ("tiny",), dtypes: Sequence[str] = DTYPES, only: Sequence[str] | None = None
+) -> tuple[list[dict], list[str]]:
+    """(distinct launches, failures) of every op's cases on the triton backend, forward and backward
+    (``only``: the cases whose name starts with one of these, as in ``select_cases``).
 
     Must run with TRITON_INTERPRET=1 set before Triton kernels are imported; the cases' results
     are not checked here (the tests and ``dlgpu check`` do that), but an op that raises is a failure.
@@ -141,13 +163,13 @@ def record(sizes: Sequence[str] = ("tiny",), dtypes: Sequence[str] = DTYPES) -> 
     if not _common.INTERPRET:
         raise RuntimeError("record() needs TRITON_INTERPRET=1 set before dlgpu.kernels.triton is imported")
     from .. import ops
-    from ..testing.cases import all_cases, run_case, torch_inputs
+    from ..testing.cases import run_case, select_cases, torch_inputs
 
     launches: list[dict] = []
     failures: list[str] = []
     with recording(launches):
         for size in sizes:
-            for case in all_cases(0, size):
+            for case in select_cases(0, size, only):
                 if not ops.implements("triton", case.forward):
                     continue
                 for dtype in dtypes:
@@ -161,11 +183,20 @@ def record(sizes: Sequence[str] = ("tiny",), dtypes: Sequence[str] = DTYPES) -> 
 # ------------------------------------------------------------------ step 2: compile
 
 
-def kernels() -> dict[tuple[str, str], tuple[Any, Any]]:
-    """{(module, function name): (JITFunction, its Autotuner or None)} for dlgpu.kernels.triton."""
+def kernels() -> dict[tuple[str, str], Any]:
+    """{(module, function name): JITFunction} for every Triton function of dlgpu.kernels.triton."""
     from .resources import _jit_functions
 
-    return {(fn.fn.__module__, fn.fn.__name__): (fn, tuner) for _, _, fn, tuner in _jit_functions()}
+    return {(fn.fn.__module__, fn.fn.__name__): fn for _, _, fn, _ in _jit_functions()}
+
+
+def _resolve(launch: dict) -> tuple[Any, Any]:
+    """(JITFunction, Autotuner or None) of a recorded launch, looked up in this process."""
+    fn = kernels().get((launch["module"], launch["kernel"]))
+    if fn is None:
+        raise KeyError(f"recorded launch of {launch['module']}.{launch['kernel']}, not a Triton kernel here")
+    name = launch.get("tuner")
+    return fn, (getattr(sys.modules[launch["module"]], name) if name else None)
 
 
 @contextmanager
@@ -265,7 +296,7 @@ def compile_launch(launch: dict, fn: Any, tuner: Any, arch: int) -> list[dict]:
                "signature": " ".join(f"{n}:{t}" for n, t in signature.items() if t != "constexpr"),
                "constexprs": " ".join(f"{n}={constexprs[n]}" for n in signature if n in constexprs),
                "num_warps": options.get("num_warps", 4), "num_stages": options.get("num_stages", 3),
-               "autotune": "config" if tuner is not None else "", "arch": f"sm_{arch}", "ok": True}  # fmt: skip
+               "autotune": launch.get("tuner") or "", "arch": f"sm_{arch}", "ok": True}  # fmt: skip
         t0 = time.perf_counter()
         try:
             row.update(_compile_one(fn, arch, signature, constexprs, attrs, options))
@@ -290,16 +321,31 @@ def problems(row: dict, arch: int) -> list[str]:
     return out
 
 
-def compile_all(launches: Sequence[dict], arch: int = 90) -> tuple[list[dict], list[str]]:
-    """(rows, kernels of dlgpu.kernels.triton that no launch reached) for the recorded launches."""
+def _compile_worker(launch: dict, arch: int) -> list[dict]:
+    return compile_launch(launch, *_resolve(launch), arch)
+
+
+def compile_all(launches: Sequence[dict], arch: int = 90, jobs: int = 1) -> tuple[list[dict], list[str]]:
+    """(rows, launched kernels of dlgpu.kernels.triton that no launch reached) for the recorded
+    launches; ``jobs`` > 1 compiles in that many processes (Triton's compiler holds the GIL)."""
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         raise RuntimeError("compile_all() needs a process without TRITON_INTERPRET (the kernels must be JITFunctions)")
     table = kernels()
+    for launch in launches:
+        _resolve(launch)  # fail before compiling anything
+    if jobs > 1 and len(launches) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: a forked child would inherit this process's Triton/LLVM state mid-use
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            per_launch = list(pool.map(_compile_worker, launches, [arch] * len(launches)))
+    else:
+        per_launch = [compile_launch(launch, *_resolve(launch), arch) for launch in launches]
     rows: list[dict] = []
     seen: set[str] = set()
-    for launch in launches:
-        fn, tuner = table[(launch["module"], launch["kernel"])]
-        for row in compile_launch(launch, fn, tuner, arch):
+    for launch_rows in per_launch:
+        for row in launch_rows:
             key = json.dumps({k: row[k] for k in ("module", "kernel", "signature", "constexprs", "num_warps",
                                                   "num_stages")}, sort_keys=True)  # fmt: skip
             if key not in seen:  # launches that differ only in a config's own keys compile the same
@@ -307,7 +353,8 @@ def compile_all(launches: Sequence[dict], arch: int = 90) -> tuple[list[dict], l
                 row["problems"] = problems(row, arch)
                 rows.append(row)
     reached = {(r["module"], r["kernel"]) for r in launches}
-    missing = sorted(f"{m.rsplit('.', 1)[-1]}.{k}" for m, k in table if (m, k) not in reached)
+    # the kernels (``*_kernel``); the other JITFunctions are device functions they call
+    missing = sorted(f"{m.rsplit('.', 1)[-1]}.{k}" for m, k in table if k.endswith("_kernel") and (m, k) not in reached)
     return rows, missing
 
 
@@ -324,13 +371,26 @@ def _run_step(args: list[str], interpret: bool) -> None:
         raise RuntimeError(f"triton_aot {args[0]} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
 
 
-def aot_report(arch: int = 90, sizes: Sequence[str] = ("tiny",), dtypes: Sequence[str] = DTYPES) -> dict:
+def aot_report(
+    arch: int = 90,
+    sizes: Sequence[str] = ("tiny",),
+    dtypes: Sequence[str] = DTYPES,
+    ops: Sequence[str] | None = None,
+    jobs: int | None = None,
+) -> dict:
     """Record (interpreter) and compile (for ``sm_<arch>``) in two subprocesses; the compile step's
-    JSON: ``rows``, ``missing`` (kernels no case launched), ``record_failures``, ``triton`` version."""
+    JSON: ``rows``, ``missing`` (kernels no case launched: reported only when ``ops`` is None),
+    ``record_failures``, ``triton`` version."""
     with tempfile.TemporaryDirectory() as d:
         rec, out = str(Path(d) / "launches.json"), str(Path(d) / "report.json")
-        _run_step(["record", "--out", rec, "--sizes", *sizes, "--dtypes", *dtypes], interpret=True)
-        _run_step(["compile", "--launches", rec, "--arch", f"sm_{arch}", "--json", out], interpret=False)
+        only = ["--ops", *ops] if ops else []
+        _run_step(["record", "--out", rec, "--sizes", *sizes, "--dtypes", *dtypes, *only], interpret=True)
+        _run_step(["compile", "--launches", rec, "--arch", f"sm_{arch}", "--json", out,
+                   "--jobs", str(jobs or os.cpu_count() or 1)], interpret=False)  # fmt: skip
+        rep = json.loads(Path(out).read_text())
+        if ops:
+            rep["missing"] = []
+        return rep
         return json.loads(Path(out).read_text())
 
 
@@ -348,24 +408,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--arch", type=_arch, default=90, help="target, e.g. sm_90 (default) or sm_80")
     p.add_argument("--sizes", nargs="+", default=["tiny"], choices=["tiny", "quick"])
     p.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
+    p.add_argument("--ops", nargs="+", help="only the cases whose name starts with one of these (e.g. conv2d lstm)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="compile processes (default: one per CPU)")
     p.add_argument("--out", help="record: where the launches go (JSON)")
     p.add_argument("--launches", help="compile: the recorded launches (JSON)")
     p.add_argument("--json", help="compile / both: the report (JSON)")
     a = p.parse_args(argv)
     if a.step == "record":
-        launches, failures = record(a.sizes, a.dtypes)
+        launches, failures = record(a.sizes, a.dtypes, a.ops)
         Path(a.out).write_text(json.dumps({"launches": launches, "failures": failures}))
         return 0
     if a.step == "compile":
         import triton
 
         rec = json.loads(Path(a.launches).read_text())
-        rows, missing = compile_all(rec["launches"], a.arch)
+        rows, missing = compile_all(rec["launches"], a.arch, a.jobs)
         report = {"arch": f"sm_{a.arch}", "triton": triton.__version__, "rows": rows, "missing": missing,
                   "record_failures": rec["failures"]}  # fmt: skip
         Path(a.json).write_text(json.dumps(report, indent=1))
         return 1 if any(r["problems"] for r in rows) or missing or rec["failures"] else 0
-    rep = aot_report(a.arch, a.sizes, a.dtypes)
+    rep = aot_report(a.arch, a.sizes, a.dtypes, a.ops, a.jobs)
     if a.json:
         Path(a.json).write_text(json.dumps(rep, indent=1))
     bad = [r for r in rep["rows"] if r["problems"]]
