@@ -83,16 +83,14 @@ def test_without_nvcc_the_report_says_so(monkeypatch):
     assert resources.cuda_links(["lstm"]) == []
 
 
-def test_triton_part():
+@pytest.mark.gpu
+def test_triton_part_on_a_gpu():
+    """On a GPU the rows are what Triton compiled there (without one: tests/bench/test_triton_aot.py)."""
     import torch
 
     from dlgpu import ops
 
-    if torch.cuda.is_available():
-        ops.relu_forward(torch.randn(1000, device="cuda"), backend="triton")  # compiles at least this one
+    ops.relu_forward(torch.randn(1000, device="cuda"), backend="triton")  # compiles at least this one
     rows, msg = resources.triton_resources(compile_first=False)
-    if torch.cuda.is_available():
-        relu = [r for r in rows if r["module"] == "activations"]
-        assert relu and all(r["registers"] > 0 and r["num_warps"] >= 1 for r in relu), msg
-    else:
-        assert rows == [] and msg.startswith("no CUDA device")
+    relu = [r for r in rows if r["module"] == "activations"]
+    assert relu and all(r["registers"] > 0 and r["num_warps"] >= 1 for r in relu), msg
