@@ -169,15 +169,31 @@ def record(
     failures: list[str] = []
     with recording(launches):
         for size in sizes:
-            for case in select_cases(0, size, only):
+            for case in [*select_cases(0, size, only), *_path_cases(only)]:
                 if not ops.implements("triton", case.forward):
                     continue
                 for dtype in dtypes:
                     res = run_case(case, "triton", dtype, 0, torch_inputs(dtype, "cpu"))
                     if res.error:
                         failures.append(f"{case.name} {dtype} ({size}): {res.error}")
+        if only is None or any("dropout".startswith(o) or o.startswith("dropout") for o in only):
+            from ..kernels.triton.dropout import dropout_mask
+
+            dropout_mask((7, 13), 0.25, seed=3, device="cpu")  # the mask-only kernel (recurrent dropout)
     distinct = {json.dumps(r, sort_keys=True): r for r in launches}
     return list(distinct.values()), failures
+
+
+def _path_cases(only: Sequence[str] | None) -> list:
+    """Recurrent cases with H past every dtype's ``SEQUENCE_MAX_H``: the tiny cases take the
+    single-launch sequence kernels, these the per-step ones (T = 2 keeps the interpreter quick)."""
+    import numpy as np
+
+    from ..kernels.triton.rnn import SEQUENCE_MAX_H
+    from ..testing.cases import _matches, _recurrent_cases
+
+    h = max(SEQUENCE_MAX_H.values()) + 1
+    return [c for c in _recurrent_cases(np.random.default_rng(0), 2, 3, 5, h) if _matches(c.name, only)]
 
 
 # ------------------------------------------------------------------ step 2: compile
@@ -394,6 +410,26 @@ def aot_report(
         return json.loads(Path(out).read_text())
 
 
+def summary_md(rep: dict) -> str:
+    """A Markdown table of a report, one line per kernel: variants, failures, spills, worst registers
+    and shared memory (the rows themselves are in the JSON)."""
+    per: dict[tuple[str, str], list[dict]] = {}
+    for r in rep["rows"]:
+        per.setdefault((r["module"], r["kernel"]), []).append(r)
+    lines = [f"Triton {rep['triton']}, {rep['arch']}: {len(rep['rows'])} variants of {len(per)} kernels "
+             "(each recorded specialisation x each autotune config)", "",
+             "| kernel | variants | failed | spilling | max registers | max smem B |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for (m, k), rows in sorted(per.items()):
+        ok = [r for r in rows if r["ok"]]
+        spill = sum(1 for r in ok if r["spill_stores"] or r["spill_loads"])
+        lines.append(f"| {m}.{k} | {len(rows)} | {len(rows) - len(ok)} | {spill} | "
+                     f"{max((r['registers'] for r in ok), default=0)} | {max((r['smem'] for r in ok), default=0)} |")
+    if rep["missing"]:
+        lines += ["", "Never launched: " + ", ".join(rep["missing"])]
+    return "\n".join(lines) + "\n"
+
+
 def _arch(s: str) -> int:
     m = re.fullmatch(r"sm_(\d+)a?", s)
     if m is None:
@@ -413,6 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", help="record: where the launches go (JSON)")
     p.add_argument("--launches", help="compile: the recorded launches (JSON)")
     p.add_argument("--json", help="compile / both: the report (JSON)")
+    p.add_argument("--md", help="both: a per-kernel summary (Markdown)")
     a = p.parse_args(argv)
     if a.step == "record":
         launches, failures = record(a.sizes, a.dtypes, a.ops)
@@ -430,6 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep = aot_report(a.arch, a.sizes, a.dtypes, a.ops, a.jobs)
     if a.json:
         Path(a.json).write_text(json.dumps(rep, indent=1))
+    if a.md:
+        Path(a.md).write_text(summary_md(rep))
     bad = [r for r in rep["rows"] if r["problems"]]
     for r in bad:
         print(f"{r['module']}.{r['kernel']} [{r['constexprs']}] w{r['num_warps']} s{r['num_stages']}: "
