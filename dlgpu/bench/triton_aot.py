@@ -169,10 +169,10 @@ def record(
     failures: list[str] = []
     with recording(launches):
         for size in sizes:
-            for case in [*select_cases(0, size, only), *_path_cases(only)]:
-                if not ops.implements("triton", case.forward):
-                    continue
-                for dtype in dtypes:
+            for dtype in dtypes:
+                for case in [*select_cases(0, size, only), *_path_cases(only, dtype)]:
+                    if not ops.implements("triton", case.forward):
+                        continue
                     res = run_case(case, "triton", dtype, 0, torch_inputs(dtype, "cpu"))
                     if res.error:
                         failures.append(f"{case.name} {dtype} ({size}): {res.error}")
@@ -184,16 +184,17 @@ def record(
     return list(distinct.values()), failures
 
 
-def _path_cases(only: Sequence[str] | None) -> list:
-    """Recurrent cases with H past every dtype's ``SEQUENCE_MAX_H``: the tiny cases take the
+def _path_cases(only: Sequence[str] | None, dtype: str) -> list:
+    """Recurrent cases with H just past ``SEQUENCE_MAX_H`` of ``dtype``: the tiny cases take the
     single-launch sequence kernels, these the per-step ones (T = 2 keeps the interpreter quick)."""
     import numpy as np
+    import torch
 
     from ..kernels.triton.rnn import SEQUENCE_MAX_H
     from ..testing.cases import _matches, _recurrent_cases
 
-    h = max(SEQUENCE_MAX_H.values()) + 1
-    return [c for c in _recurrent_cases(np.random.default_rng(0), 2, 3, 5, h) if _matches(c.name, only)]
+    h = SEQUENCE_MAX_H[getattr(torch, dtype)] + 1
+    return [c for c in _recurrent_cases(np.random.default_rng(0), 2, 2, 3, h) if _matches(c.name, only)]
 
 
 # ------------------------------------------------------------------ step 2: compile
