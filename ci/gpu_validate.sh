@@ -7,6 +7,12 @@
 # summary. Never changes the GPU's settings.
 #
 #   OUT=/some/dir bash ci/gpu_validate.sh [quick]
+#   STEPS="install info nvrtc tests_gpu" bash ci/gpu_validate.sh   # only these steps (names below)
+#
+# A lent GPU runs one command for at most 10 minutes, so run the script in pieces with STEPS, e.g.
+# "install info nvrtc tests_gpu", then "install sanitizer_memcheck", "install sanitizer_racecheck",
+# "install bench", "install gpu_bench", "install tests_all" (install is quick and makes each piece
+# stand alone on a fresh machine). STEP_TIMEOUT (seconds, default 560) stops a step that runs long.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-benchmarks/results/gpu-run}
@@ -15,11 +21,15 @@ PY=${PYTHON:-python3}
 MODE=${1:-full}
 status=()
 
-step() {  # step NAME COMMAND...: run, tee the log, remember the exit status
+STEPS=${STEPS:-}
+STEP_TIMEOUT=${STEP_TIMEOUT:-560}
+
+step() {  # step NAME COMMAND...: run (unless STEPS leaves it out), tee the log, remember the exit status
     local name=$1; shift
+    if [ -n "$STEPS" ] && [[ " $STEPS " != *" $name "* ]]; then return 0; fi
     echo "=== $name: $*"
     local t0=$SECONDS
-    "$@" 2>&1 | tee "$OUT/$name.log"
+    timeout "$STEP_TIMEOUT" "$@" 2>&1 | tee "$OUT/$name.log"
     local rc=${PIPESTATUS[0]}
     status+=("$name rc=$rc $((SECONDS - t0))s")
 }
