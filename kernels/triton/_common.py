@@ -120,15 +120,32 @@ def autotune_configs(configs: list[triton.Config]) -> list[triton.Config]:
 # Napkin math: 2*M*N*K flops over (M*K + N*K + M*N) * itemsize bytes; at the recurrent input
 # projection (M = T*B = 3200, N = 4H = 1024, K = 128) that is 0.84 GFLOP, compute-bound on a GPU.
 
-_MM_CONFIGS = [
+# Two config lists, one kernel (as linear.py): fp16/bf16 tiles feed wgmma; fp32 with exact IEEE
+# products lowers to an FMA dot whose operands sit in registers ((rows + cols) per thread x BLOCK_K),
+# so it takes BLOCK_K = 16 or 64x64x32 tiles with 8+ warps. Every config below compiles for sm_90
+# without spills (ptxas for sm_90, Triton 3.9 and 3.6, the recorded launches plus their 16-divisible
+# specialisations): fp32 worst 172 / 172 registers, fp16/bf16 worst 231 / 239. Dropped for spilling:
+# 128x64x64 and 64x128x64 with 4 warps (0.5-1.4 KB in every dtype), 128x128x64 with 8 warps (8-160 B
+# fp16), 128x128x32 with 8 warps (fp32, 16-56 B), 64x64x32 with 4 warps (fp32, 16 B), 128x256 tiles.
+_MM_TC_CONFIGS = [
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=4, num_stages=4),
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=4, num_stages=4),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8, num_stages=4),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=16, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=8, num_stages=4),
+]
+_MM_FP32_CONFIGS = [
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 16}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 16}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 16}, num_warps=8, num_stages=4),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 16}, num_warps=16, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=8, num_stages=3),
 ]
 
 
-@triton.autotune(configs=autotune_configs(_MM_CONFIGS), key=["M", "N", "K"])
 @triton.jit
 def _matmul_nt_kernel(
     a_ptr,  # [M, K] left operand, row-major
@@ -169,6 +186,10 @@ def _matmul_nt_kernel(
     tl.store(c_ptr + rm[:, None] * stride_cm + rn[None, :] * stride_cn, acc.to(c_ptr.dtype.element_ty), mask=mask)
 
 
+_matmul_nt_tc = triton.autotune(configs=autotune_configs(_MM_TC_CONFIGS), key=["M", "N", "K"])(_matmul_nt_kernel)
+_matmul_nt_fp32 = triton.autotune(configs=autotune_configs(_MM_FP32_CONFIGS), key=["M", "N", "K"])(_matmul_nt_kernel)
+
+
 def matmul_nt(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -195,7 +216,8 @@ def matmul_nt(
     def grid(meta: dict) -> tuple[int, int]:
         return cdiv(m, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"])
 
-    wrap_triton(_matmul_nt_kernel)[grid](
+    kernel = _matmul_nt_fp32 if a.dtype == torch.float32 else _matmul_nt_tc
+    wrap_triton(kernel)[grid](
         a, b, bias if bias is not None else a, out,
         m, n, k,
         a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1),

@@ -84,16 +84,32 @@ def _activate(z, slope, ACT: tl.constexpr):
 # peak): ~150-250 us. Small O/G (< BLOCK_N) and depthwise layers waste most of each tile: they want a
 # direct (non-GEMM) kernel.
 
-_FWD_CONFIGS = [
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4, num_stages=4),
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=4, num_stages=3),
+# Two config lists, one kernel (as linear.py), each free of register spills for sm_90 (ptxas for sm_90,
+# Triton 3.9 and 3.6; the recorded launches plus 16-divisible and channels-last specialisations). fp16/
+# bf16 feed wgmma from registers (the gathered A tile is not a pipelined copy): 128-row tiles with
+# BLOCK_K = 32 spill under 3.9 (8 B at 128x64x32 w8, 0.3-3 KB at 128x128 and 128x32), 64x64x32 with
+# 4 warps sits at 255 registers; worst kept 254 / 183 registers (3.9 / 3.6). fp32 with exact products
+# is an FMA dot holding (rows + cols) per thread x BLOCK_K operands in registers: 64x64x16 / 64x64x32
+# with 8 warps are the largest clean tiles (128x64x16 w8 spills 140 B, 128x128x16 w16 1.4 KB, the old
+# 64x64x32 w4 0.1 KB); worst kept 206 / 110 registers.
+_FWD_TC_CONFIGS = [
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=16, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 16}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 16}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=8, num_stages=3),
+]
+_FWD_FP32_CONFIGS = [
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 16}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 16}, num_warps=8, num_stages=4),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 128, "BLOCK_K": 16}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4, num_stages=3),
 ]
 
 
-@triton.autotune(configs=autotune_configs(_FWD_CONFIGS), key=["M", "OG", "K"])
 @triton.jit
 def _conv2d_fwd_kernel(
     x_ptr,  # [N, C, H, W] input, any strides
@@ -154,6 +170,12 @@ def _conv2d_fwd_kernel(
     tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
 
 
+_conv2d_fwd_tc = triton.autotune(configs=autotune_configs(_FWD_TC_CONFIGS), key=["M", "OG", "K"])(_conv2d_fwd_kernel)
+_conv2d_fwd_fp32 = triton.autotune(configs=autotune_configs(_FWD_FP32_CONFIGS), key=["M", "OG", "K"])(
+    _conv2d_fwd_kernel
+)
+
+
 # ------------------------------------------------------------------------------ dz
 # Napkin math: reads dy and out, writes dz: 3 * N*O*OH*OW * itemsize bytes, ~0 flops; memory-bound,
 # ~10 us for the 6.4M-element layer above in fp16 at ~2.5 TB/s.
@@ -199,15 +221,28 @@ def _act_grad_kernel(
 # whose oh is not whole (the straightforward formulation; a sub-pixel decomposition would skip them).
 # Stride 1: compute-bound like the forward. O/G < BLOCK_K (depthwise) wastes the rest of each chunk.
 
-_DGRAD_CONFIGS = [
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4, num_stages=4),
+# Config lists as the forward's, spill-free in the same sense. fp16/bf16: 64x64x32 with 4 warps spills
+# 160 B under 3.9, 128x64x32 76 B, 128x128 tiles up to 2 KB; worst kept 252 / 184 registers (3.9 / 3.6).
+# fp32: every (kh, kw) tap recomputes oh = (ih + ph - kh*dh) / sh on int64 pixel indices; ptxas emits
+# 64-bit division as a subroutine and spills around its calls (ABI, not register pressure: 16-60 B at
+# 80-200 registers, differently in 3.9 and 3.6), so only these small tiles with one stage come out
+# clean in every specialisation; 64x64x16 with 8 warps spills 8-60 B. Worst kept 173 / 128 registers.
+_DGRAD_TC_CONFIGS = [
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=16, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 16}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 16}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=8, num_stages=3),
+]
+_DGRAD_FP32_CONFIGS = [
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=8, num_stages=1),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4, num_stages=1),
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=8, num_stages=1),
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4, num_stages=1),
 ]
 
 
-@triton.autotune(configs=autotune_configs(_DGRAD_CONFIGS), key=["M", "CG", "OG"])
 @triton.jit
 def _conv2d_dgrad_kernel(
     dz_ptr,  # [N, O, OH, OW] gradient at the pre-activation, any strides
@@ -262,21 +297,43 @@ def _conv2d_dgrad_kernel(
     tl.store(dx_ptr + dx_off, acc.to(dx_ptr.dtype.element_ty), mask=m_ok[:, None] & c_ok[None, :])
 
 
+_conv2d_dgrad_tc = triton.autotune(configs=autotune_configs(_DGRAD_TC_CONFIGS), key=["M", "CG", "OG"])(
+    _conv2d_dgrad_kernel
+)
+_conv2d_dgrad_fp32 = triton.autotune(configs=autotune_configs(_DGRAD_FP32_CONFIGS), key=["M", "CG", "OG"])(
+    _conv2d_dgrad_kernel
+)
+
+
 # ---------------------------------------------------------------------------- wgrad
 # Napkin math (layer above): 7.4 GFLOP again, but the GEMM is short and fat: O/G x C/G*KH*KW =
 # 64 x 576 is only 9 output tiles of 64x64, while the reduction runs over N*OH*OW = 100,352 pixels.
 # Split-K over the pixels fills the SMs (~2 programs per SM); the fp32 partials (SPLIT*O*K*4 bytes,
 # ~4.4 MB in 30 splits here) are summed in a fixed order by _sum_rows_kernel, so the result is deterministic.
 
-_WGRAD_CONFIGS = [
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3),
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=4, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 32, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=4, num_stages=4),
+# BLOCK_K must divide 64 (see _wgrad_split). fp16/bf16: 128x128x32 spills 240 B under 3.9, 32x64x64
+# 0.5 KB; worst kept 254 / 255 registers (3.9 / 3.6). fp32: the mainloop splits each pixel index into
+# (n, oh, ow) with int64 division, a ptxas subroutine whose calls spill (ABI): 3.6 spills 0.5-2.5 KB
+# for most 4-warp and 128-wide tiles (and at 16 warps, where ptxas drops to 32 registers), 3.9 12-30 B;
+# these 8-warp tiles are clean in every specialisation. Worst kept 198 / 255 registers.
+_WGRAD_TC_CONFIGS = [
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 16}, num_warps=16, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 16}, num_warps=16, num_stages=3),
+]
+_WGRAD_FP32_CONFIGS = [
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 16}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 16}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 128, "BLOCK_K": 16}, num_warps=8, num_stages=1),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 64, "BLOCK_K": 16}, num_warps=8, num_stages=3),
 ]
 
 
-@triton.autotune(configs=autotune_configs(_WGRAD_CONFIGS), key=["OG", "KG", "R"])
 @triton.jit
 def _conv2d_wgrad_kernel(
     dz_ptr,  # [N, O, OH, OW] gradient at the pre-activation, any strides
@@ -337,6 +394,14 @@ def _conv2d_wgrad_kernel(
     tl.store(dw_ptr + row[:, None] * KG + rq[None, :], acc, mask=o_ok[:, None] & q_ok[None, :])
     if pid_n == 0:  # one column of programs writes db
         tl.store(db_ptr + row, db, mask=o_ok)
+
+
+_conv2d_wgrad_tc = triton.autotune(configs=autotune_configs(_WGRAD_TC_CONFIGS), key=["OG", "KG", "R"])(
+    _conv2d_wgrad_kernel
+)
+_conv2d_wgrad_fp32 = triton.autotune(configs=autotune_configs(_WGRAD_FP32_CONFIGS), key=["OG", "KG", "R"])(
+    _conv2d_wgrad_kernel
+)
 
 
 @triton.jit
@@ -403,7 +468,8 @@ def conv2d_forward(
     def grid(meta: dict) -> tuple[int, int, int]:
         return cdiv(m, meta["BLOCK_M"]), cdiv(og, meta["BLOCK_N"]), groups
 
-    wrap_triton(_conv2d_fwd_kernel)[grid](
+    kernel = _conv2d_fwd_fp32 if x.dtype == torch.float32 else _conv2d_fwd_tc
+    wrap_triton(kernel)[grid](
         x, weight, bias if bias is not None else weight, y,
         m, og, cg * kh * kw,
         cg, x.shape[2], x.shape[3], oh, ow,
@@ -482,8 +548,10 @@ def conv2d_backward(
     def dgrad_grid(meta: dict) -> tuple[int, int, int]:
         return cdiv(m, meta["BLOCK_M"]), cdiv(cg, meta["BLOCK_N"]), groups
 
+    fp32 = x.dtype == torch.float32
     if m:  # not a zero-size input plane (its padding alone holding the window)
-        wrap_triton(_conv2d_dgrad_kernel)[dgrad_grid](
+        dgrad = _conv2d_dgrad_fp32 if fp32 else _conv2d_dgrad_tc
+        wrap_triton(dgrad)[dgrad_grid](
             dz, weight, dx,
             m, cg, og, h, w, oh, ow,
             kh, kw, sh, sw, ph, pw, dh, dw,
@@ -499,7 +567,8 @@ def conv2d_backward(
     def wgrad_grid(meta: dict) -> tuple[int, int, int]:
         return cdiv(og, meta["BLOCK_M"]), cdiv(kg, meta["BLOCK_N"]), groups * split
 
-    wrap_triton(_conv2d_wgrad_kernel)[wgrad_grid](
+    wgrad = _conv2d_wgrad_fp32 if fp32 else _conv2d_wgrad_tc
+    wrap_triton(wgrad)[wgrad_grid](
         dz, x, dw_part, db_part,
         o, og, kg, r, chunk,
         cg, h, w, oh, ow,

@@ -53,12 +53,36 @@ WORKSPACE_GATES = _ref.WORKSPACE_GATES
 # (B / BLOCK_B) * (H / BLOCK_H) programs are faster. Private: the tests monkeypatch it to force a path.
 _FUSED_MAX_H = 256
 
+# Tiles of the per-step kernels, each free of register spills for sm_90 in its dtypes (ptxas for
+# sm_90, Triton 3.9 and 3.6; the recorded launches plus 16-divisible B, H). fp32 uses exact products:
+# an FMA dot holding (rows + cols) per thread x BLOCK_K operands in registers, next to the gate math.
+# The cudnn cell's kernels and dh0 (three accumulators at most): one list for every dtype; dropped
+# 64x32x64 w4 (0.2-1 KB fp32, 56 B fp16) and 16x64x64 w4 (0.2-0.4 KB fp32). Worst kept 255 / 255
+# registers (3.9 / 3.6), the fp32 64x64x16 bwd tile.
 _STEP_CONFIGS = [
     triton.Config({"BLOCK_B": 16, "BLOCK_H": 32, "BLOCK_K": 32}, num_warps=4, num_stages=2),
-    triton.Config({"BLOCK_B": 32, "BLOCK_H": 32, "BLOCK_K": 64}, num_warps=4, num_stages=3),
-    triton.Config({"BLOCK_B": 64, "BLOCK_H": 32, "BLOCK_K": 64}, num_warps=4, num_stages=3),
-    triton.Config({"BLOCK_B": 16, "BLOCK_H": 64, "BLOCK_K": 64}, num_warps=4, num_stages=3),
-    triton.Config({"BLOCK_B": 64, "BLOCK_H": 64, "BLOCK_K": 32}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_B": 32, "BLOCK_H": 32, "BLOCK_K": 32}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_B": 32, "BLOCK_H": 64, "BLOCK_K": 32}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_B": 64, "BLOCK_H": 32, "BLOCK_K": 32}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_B": 64, "BLOCK_H": 64, "BLOCK_K": 32}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_B": 16, "BLOCK_H": 64, "BLOCK_K": 64}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_B": 32, "BLOCK_H": 32, "BLOCK_K": 64}, num_warps=8, num_stages=3),
+]
+# The reset-gated kernels (cho, MGU) keep the gates, the candidate and their operands of a fused
+# step live at once: 16x32x32 with 4 warps (the old first config) spilled 16-40 B in fp32, anything
+# wider or with 64-wide K steps 0.1-1.7 KB, in fp16/bf16 too. fp16/bf16 (wgmma) keep BLOCK_K = 32/64
+# with 8 warps above 16x32, worst 253 / 238 registers; fp32 only BLOCK_K = 16, worst 254 / 249.
+_RESET_TC_CONFIGS = [
+    triton.Config({"BLOCK_B": 16, "BLOCK_H": 32, "BLOCK_K": 32}, num_warps=4, num_stages=2),
+    triton.Config({"BLOCK_B": 32, "BLOCK_H": 32, "BLOCK_K": 32}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_B": 16, "BLOCK_H": 64, "BLOCK_K": 32}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_B": 16, "BLOCK_H": 64, "BLOCK_K": 64}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_B": 32, "BLOCK_H": 32, "BLOCK_K": 64}, num_warps=8, num_stages=3),
+]
+_RESET_FP32_CONFIGS = [
+    triton.Config({"BLOCK_B": 16, "BLOCK_H": 32, "BLOCK_K": 16}, num_warps=4, num_stages=2),
+    triton.Config({"BLOCK_B": 32, "BLOCK_H": 32, "BLOCK_K": 16}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_B": 16, "BLOCK_H": 64, "BLOCK_K": 16}, num_warps=8, num_stages=2),
 ]
 
 
@@ -198,7 +222,6 @@ def _gru_fwd_kernel(
 # candidate's product, gate U interpolates h_t = h + u (c - h). Per step 2*B*(NG+1)H*H flops.
 
 
-@triton.autotune(configs=autotune_configs(_STEP_CONFIGS), key=["B", "H", "NG", "PHASE"])
 @triton.jit
 def _reset_fwd_kernel(
     xp_ptr,  # [B, (NG+1)H] fp32: x_t W_ih^T + b_ih
@@ -253,6 +276,14 @@ def _reset_fwd_kernel(
             _st(out_ptr, hp + u * (c - hp), rb, rh, H, B, H)
 
 
+_reset_fwd_tc = triton.autotune(configs=autotune_configs(_RESET_TC_CONFIGS), key=["B", "H", "NG", "PHASE"])(
+    _reset_fwd_kernel
+)
+_reset_fwd_fp32 = triton.autotune(configs=autotune_configs(_RESET_FP32_CONFIGS), key=["B", "H", "NG", "PHASE"])(
+    _reset_fwd_kernel
+)
+
+
 # ----------------------------------------------------------------- cudnn backward
 # Per step: 2*B*3H*H flops (step t+1's gradients times W_hh), B*(4H in + 4H out + 4H) elements.
 
@@ -297,7 +328,6 @@ def _gru_bwd_kernel(
 # da_c W_hc needs every unit's da_c. Per step 2*B*(NG+1)H*H flops, as in the forward.
 
 
-@triton.autotune(configs=autotune_configs(_STEP_CONFIGS), key=["B", "H", "NG", "PHASE"])
 @triton.jit
 def _reset_bwd_kernel(
     dout_ptr,  # [B, H] d_output[t], or a dummy when HAS_DOUT is False
@@ -358,6 +388,14 @@ def _reset_bwd_kernel(
             _st(dpre_ptr, dq * q * (1.0 - q), rb, rh, row, B, H)
             _st(carry_out_ptr, _ld(mid_ptr, rb, rh, H, B, H) + drh * q, rb, rh, H, B, H)
             _st(qh_ptr, q * hp, rb, rh, H, B, H)
+
+
+_reset_bwd_tc = triton.autotune(configs=autotune_configs(_RESET_TC_CONFIGS), key=["B", "H", "NG", "PHASE"])(
+    _reset_bwd_kernel
+)
+_reset_bwd_fp32 = triton.autotune(configs=autotune_configs(_RESET_FP32_CONFIGS), key=["B", "H", "NG", "PHASE"])(
+    _reset_bwd_kernel
+)
 
 
 # ------------------------------------------------------------ after the time loop
@@ -542,10 +580,11 @@ def reset_forward(x, h0, w_ih, w_hh, b_ih, b_hh, update_gate):
     bias = w_hh if b_hh is None else b_hh
     fused = h <= _FUSED_MAX_H
     grid = _fused_grid(b) if fused else _step_grid(b, h)
+    step = _reset_fwd_fp32 if x.dtype == torch.float32 else _reset_fwd_tc
     for t in range(t_len):
         h_prev = h0 if t == 0 else out[t - 1]
         for phase in (0,) if fused else (1, 2):
-            wrap_triton(_reset_fwd_kernel)[grid](
+            wrap_triton(step)[grid](
                 xp[t], h_prev, w_hh, bias, ws[t], qh, out[t], b, h,
                 NG=ng, U=update_gate, PHASE=phase, HAS_BHH=b_hh is not None, UPCAST=DOT_UPCAST,
             )  # fmt: skip
@@ -565,11 +604,12 @@ def reset_backward(d_out, d_h_n, x, h0, w_ih, w_hh, output, ws, update_gate):
     dpart = torch.empty((b, h), dtype=torch.float32, device=x.device) if update_gate == 0 else mid
     fused = h <= _FUSED_MAX_H
     grid = _fused_grid(b) if fused else _step_grid(b, h)
+    step = _reset_bwd_fp32 if x.dtype == torch.float32 else _reset_bwd_tc
     for t in reversed(range(t_len)):
         c_in, c_out = carry[(t_len - 1 - t) % 2], carry[(t_len - t) % 2]
         has_next = t < t_len - 1
         for phase in (0,) if fused else (1, 2):
-            wrap_triton(_reset_bwd_kernel)[grid](
+            wrap_triton(step)[grid](
                 c_in if d_out is None else d_out[t], c_in, dpre[t + 1] if has_next else dpre[t], w_hh, ws[t],
                 hprev[t], dpre[t], dpart, mid, c_out, qh[t], b, h, NG=ng, U=update_gate, PHASE=phase,
                 HAS_DOUT=d_out is not None, HAS_NEXT=has_next, UPCAST=DOT_UPCAST,

@@ -29,22 +29,29 @@ from .activations import ACT_CODES, _act, _act_grad
 # (bf16) that is 0.27 TFLOP over 168 MB: compute-bound, ~0.4-0.5 ms on an H100 at 60-70% of the
 # ~990 TFLOP/s bf16 wgmma peak; fp32 with exact products (FMA units, ~67 TFLOP/s peak) ~5-8 ms. The
 # fused epilogue saves a read and a write of z (2 * N*O * itemsize) against a separate activation.
-# Two config lists, one kernel: fp16/bf16 tiles feed wgmma from cp.async pipelines; fp32 with exact
-# products runs on the FMA units, where the 64-wide K steps and 128x256 tiles of the tensor-core
-# list exceed 255 registers (checked by compiling for sm_90), so it gets smaller tiles.
+# Two config lists, one kernel: fp16/bf16 tiles feed wgmma; fp32 with exact products runs on the FMA
+# units, whose dot holds (rows + cols) per thread x BLOCK_K operands in registers, so it gets BLOCK_K =
+# 16 (or 64x64x32) and 8+ warps. Every config compiles for sm_90 without spills (ptxas for sm_90,
+# Triton 3.9 and 3.6; the recorded launches and their 16-divisible specialisations). Dropped for
+# spilling: 128x128x64 w8 (72-80 B), 128x256x64 w8 (0.8-1.5 KB), 128x64x64 / 64x128x64 with 4 warps
+# (0.5-0.9 KB), 128x128x32 w8 (44 B under 3.6); fp32 64x64x32 w4 (20 B), 64x64x16 w4 (12 B).
+# Worst kept: fp16/bf16 255 / 254 registers (3.9 / 3.6), fp32 200 / 230.
 _TC_CONFIGS = [
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8}, num_warps=4, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32, "GROUP_M": 8}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 64, "GROUP_M": 8}, num_warps=4, num_stages=4),
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8}, num_warps=4, num_stages=4),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64, "GROUP_M": 8}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32, "GROUP_M": 8}, num_warps=16, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 64, "GROUP_M": 8}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 64, "GROUP_M": 8}, num_warps=8, num_stages=4),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8}, num_warps=8, num_stages=4),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 256, "BLOCK_K": 32, "GROUP_M": 8}, num_warps=8, num_stages=3),
 ]
 _FP32_CONFIGS = [
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8}, num_warps=8, num_stages=3),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 16, "GROUP_M": 8}, num_warps=8, num_stages=3),
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 16, "GROUP_M": 8}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 16, "GROUP_M": 8}, num_warps=16, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 16, "GROUP_M": 8}, num_warps=16, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 8}, num_warps=8, num_stages=3),
 ]
 
 
@@ -103,10 +110,13 @@ _linear_fwd_fp32 = triton.autotune(configs=autotune_configs(_FP32_CONFIGS), key=
 # Napkin math: reads dy and out, writes dz (12 B/elem fp32, 6 B bf16; only dy's 4 B for "none"),
 # writes splits*O fp32 partials: HBM-bound, ~0.1 ms for N*O = 2.6e7 fp32 on an H100; the two
 # backward GEMMs (2 * 2*N*O*I flops) dominate.
+# 4096-element tiles take 8 warps: with 4 (32 elements a thread) the act' epilogue needs 251-255
+# registers and 64x64 spilled 8 B (ptxas for sm_90, Triton 3.9); now worst ~120.
 _DZ_CONFIGS = [
-    triton.Config({"BLOCK_M": 32, "BLOCK_N": 128}, num_warps=4),
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4),
-    triton.Config({"BLOCK_M": 16, "BLOCK_N": 256}, num_warps=4),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=8),
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 128}, num_warps=8),
+    triton.Config({"BLOCK_M": 16, "BLOCK_N": 256}, num_warps=8),
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 64}, num_warps=4),
 ]
 # db's row split: programs per column block, and the fewest rows worth a program.
 _DB_SPLITS_MAX = 64
