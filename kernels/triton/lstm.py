@@ -37,7 +37,8 @@ from ...reference import lstm as _ref
 from ._common import DOT_UPCAST, autotune_configs, cdiv, matmul_nt, prepare, prepare_optional, wrap_triton
 from .rnn import (
     SEQ_BLOCK_B,
-    SEQ_CONFIGS,
+    SEQ_FP32_CONFIGS,
+    SEQ_TC_CONFIGS,
     STEP_BWD_CONFIGS,
     STEP_CONFIGS,
     _sigmoid,
@@ -176,7 +177,6 @@ def _lstm_fwd_kernel(
 # The whole sequence in one launch, for small H (SEQUENCE_MAX_H): per step the program re-reads
 # W_hh (G*H*H, from L2) and does 2*16*G*H*H flops; at H=128 in bf16 that is 128 KB and 2 MFLOP,
 # ~1-2 us on one SM, less than one launch of the per-step path. Only cdiv(B, 16) SMs work.
-@triton.autotune(configs=autotune_configs(SEQ_CONFIGS), key=["B", "H", "NO_FORGET", "PEEPHOLE"])
 @triton.jit
 def _lstm_fwd_seq_kernel(
     xp_ptr,  # [T, B, G*H] fp32: x_t W_ih^T + b_ih + b_hh
@@ -214,6 +214,11 @@ def _lstm_fwd_seq_kernel(
                            peep_ptr, out_ptr + t64 * bh, c_ptr + ((t + 1) % 2) * bh, ws_ptr + t64 * ((G + 1) * bh),
                            rb, j0 + rh, B, H, G * H, H, H, H, H, (G + 1) * H, stride_wn,
                            NO_FORGET, PEEPHOLE, True, True, UPCAST, BLOCK_B, BLOCK_H, BLOCK_K)  # fmt: skip
+
+
+_SEQ_KEY = ["B", "H", "NO_FORGET", "PEEPHOLE"]
+_lstm_fwd_seq_tc = triton.autotune(configs=autotune_configs(SEQ_TC_CONFIGS), key=_SEQ_KEY)(_lstm_fwd_seq_kernel)
+_lstm_fwd_seq_fp32 = triton.autotune(configs=autotune_configs(SEQ_FP32_CONFIGS), key=_SEQ_KEY)(_lstm_fwd_seq_kernel)
 
 
 # ---------------------------------------------------------------------- backward
@@ -356,7 +361,8 @@ def lstm_forward(
     c_state = torch.empty((2, B, H), dtype=torch.float32, device=dev)  # c_t in row (t+1) % 2
     no_forget, peephole = variant == "no_forget", variant == "peephole"
     if H <= SEQUENCE_MAX_H.get(dt, 0):
-        wrap_triton(_lstm_fwd_seq_kernel)[(cdiv(B, SEQ_BLOCK_B),)](
+        seq = _lstm_fwd_seq_fp32 if dt == torch.float32 else _lstm_fwd_seq_tc
+        wrap_triton(seq)[(cdiv(B, SEQ_BLOCK_B),)](
             xp, h0 if h0 is not None else xp, c0 if c0 is not None else xp, w_hh, peep if peep is not None else xp,
             output, c_state, workspace,
             T, B, H, w_hh.stride(0),

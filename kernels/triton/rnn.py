@@ -79,8 +79,9 @@ def block_b(batch: int) -> int:
 
 # Hidden-unit tile, K step and warps of the per-step kernels. A step is ~0.1 GFLOP at most: what
 # matters is spreading it over enough SMs (B=64, H=512: 4 batch x 32 hidden tiles = 128 programs)
-# without spilling. Chosen from ptxas's register counts for sm_90 (the LSTM's four fp32
-# accumulators are the worst case): BLOCK_K = 64 and tiles of > 2048 elements spill.
+# without spilling. Chosen from ptxas's register counts for sm_90 (Triton 3.9 and 3.6, fp32/fp16/bf16,
+# BLOCK_B = 16, 32, 64 as prune_step_configs leaves them): the LSTM's four fp32 accumulators are the
+# worst case; BLOCK_K = 64 in the forward spills 32-500 B, tiles of > 2048 elements spill.
 STEP_CONFIGS = [
     triton.Config({"BLOCK_H": 16, "BLOCK_K": 32}, num_warps=4, num_stages=3),
     triton.Config({"BLOCK_H": 16, "BLOCK_K": 32}, num_warps=8, num_stages=3),
@@ -88,9 +89,14 @@ STEP_CONFIGS = [
     triton.Config({"BLOCK_H": 64, "BLOCK_K": 32}, num_warps=8, num_stages=3),
 ]
 # The backward's prologue GEMM runs over K = G*H with one accumulator: longer K steps pay there.
-STEP_BWD_CONFIGS = STEP_CONFIGS + [
+# Not 64x32 with 8 warps (the LSTM's fp16 step spills 8 B under Triton 3.6) nor 32x64 (8 B at
+# BLOCK_B = 32 with 8 warps, 90-160 B at BLOCK_B = 64 with 4).
+STEP_BWD_CONFIGS = [
+    triton.Config({"BLOCK_H": 16, "BLOCK_K": 32}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_H": 16, "BLOCK_K": 32}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_H": 32, "BLOCK_K": 32}, num_warps=8, num_stages=3),
     triton.Config({"BLOCK_H": 16, "BLOCK_K": 64}, num_warps=4, num_stages=3),
-    triton.Config({"BLOCK_H": 32, "BLOCK_K": 64}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_H": 64, "BLOCK_K": 64}, num_warps=8, num_stages=3),
 ]
 
 
@@ -102,10 +108,19 @@ def prune_step_configs(configs: list[triton.Config], named_args: dict, **kwargs)
 
 
 # The single-launch forward (see SEQUENCE_MAX_H): one program per 16 batch rows owns every hidden
-# unit, so its steps need only a CTA barrier between them.
-SEQ_CONFIGS = [  # 8 warps, 2 stages: the LSTM's fp32 sequence kernel spills with 4 warps or 64-wide tiles
-    triton.Config({"BLOCK_H": 32, "BLOCK_K": 32}, num_warps=8, num_stages=2),
-    triton.Config({"BLOCK_H": 16, "BLOCK_K": 32}, num_warps=8, num_stages=2),
+# unit, so its steps need only a CTA barrier between them. Only cdiv(B, 16) programs run, so
+# occupancy is moot and every config lets ptxas use all 255 registers (maxnreg): without it ptxas
+# 12.8/13 trades a few spilled values for occupancy (4-64 B at 64-186 registers, in fp32 and fp16).
+# Per dtype: the LSTM's fp32 step keeps four accumulators and 32-wide K steps of operands, which
+# spill at BLOCK_H = 32 (44-68 B at 255 registers) even so. All clean for sm_90, Triton 3.9 and 3.6.
+SEQ_TC_CONFIGS = [
+    triton.Config({"BLOCK_H": 32, "BLOCK_K": 32}, num_warps=8, num_stages=2, maxnreg=255),
+    triton.Config({"BLOCK_H": 64, "BLOCK_K": 32}, num_warps=8, num_stages=2, maxnreg=255),
+    triton.Config({"BLOCK_H": 16, "BLOCK_K": 32}, num_warps=8, num_stages=2, maxnreg=255),
+]
+SEQ_FP32_CONFIGS = [
+    triton.Config({"BLOCK_H": 32, "BLOCK_K": 16}, num_warps=8, num_stages=2, maxnreg=255),
+    triton.Config({"BLOCK_H": 16, "BLOCK_K": 32}, num_warps=8, num_stages=2, maxnreg=255),
 ]
 SEQ_BLOCK_B = 16
 
@@ -231,7 +246,6 @@ def _rnn_fwd_kernel(
 # The whole sequence in one launch, for small H (SEQUENCE_MAX_H): per step the program re-reads
 # W_hh (H*H, from L2) and does 2*16*H*H flops; at H=256 in bf16 that is 128 KB and 2 MFLOP, ~1-2 us
 # on one SM, against ~5+ us of launch per step for the per-step path. Only cdiv(B, 16) SMs work.
-@triton.autotune(configs=autotune_configs(SEQ_CONFIGS), key=["B", "H"])
 @triton.jit
 def _rnn_fwd_seq_kernel(
     xp_ptr,  # [T, B, H] fp32: x_t W_ih^T + b_ih + b_hh
@@ -259,6 +273,10 @@ def _rnn_fwd_seq_kernel(
         for j0 in range(0, H, BLOCK_H):
             _rnn_fwd_tile(xp_ptr + off, out_ptr + (off - step), w_hh_ptr, out_ptr + off, rb, j0 + rh,
                           B, H, H, H, H, stride_wn, RELU, True, UPCAST, BLOCK_B, BLOCK_H, BLOCK_K)  # fmt: skip
+
+
+_rnn_fwd_seq_tc = triton.autotune(configs=autotune_configs(SEQ_TC_CONFIGS), key=["B", "H"])(_rnn_fwd_seq_kernel)
+_rnn_fwd_seq_fp32 = triton.autotune(configs=autotune_configs(SEQ_FP32_CONFIGS), key=["B", "H"])(_rnn_fwd_seq_kernel)
 
 
 # ---------------------------------------------------------------------- backward
@@ -358,7 +376,8 @@ def rnn_forward(
     output = torch.empty((T, B, H), dtype=dt, device=dev)
     relu = nonlinearity == "relu"
     if H <= SEQUENCE_MAX_H.get(dt, 0):
-        wrap_triton(_rnn_fwd_seq_kernel)[(cdiv(B, SEQ_BLOCK_B),)](
+        seq = _rnn_fwd_seq_fp32 if dt == torch.float32 else _rnn_fwd_seq_tc
+        wrap_triton(seq)[(cdiv(B, SEQ_BLOCK_B),)](
             xp, h0 if h0 is not None else xp, w_hh, output, T, B, H, w_hh.stride(0),
             RELU=relu, HAS_H0=h0 is not None, UPCAST=DOT_UPCAST, BLOCK_B=SEQ_BLOCK_B,
         )  # fmt: skip
