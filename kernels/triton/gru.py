@@ -57,8 +57,10 @@ _FUSED_MAX_H = 256
 # sm_90, Triton 3.9 and 3.6; the recorded launches plus 16-divisible B, H). fp32 uses exact products:
 # an FMA dot holding (rows + cols) per thread x BLOCK_K operands in registers, next to the gate math.
 # The cudnn cell's kernels and dh0 (three accumulators at most): one list for every dtype; dropped
-# 64x32x64 w4 (0.2-1 KB fp32, 56 B fp16) and 16x64x64 w4 (0.2-0.4 KB fp32). Worst kept 255 / 255
-# registers (3.9 / 3.6), the fp32 64x64x16 bwd tile.
+# 64x32x64 w4 (0.2-1 KB fp32, 56 B fp16), 16x64x64 w4 (0.2-0.4 KB fp32) and 32x32x64 w8 (Triton
+# 3.6 holds its fp32 backward at 64 registers and spills 4 B once B and H are 16-divisible; with
+# maxnreg=255 it and the forward spill 64-104 B at 255). Worst kept 255 / 255 registers (3.9 / 3.6),
+# the fp32 64x64x16 bwd tile.
 _STEP_CONFIGS = [
     triton.Config({"BLOCK_B": 16, "BLOCK_H": 32, "BLOCK_K": 32}, num_warps=4, num_stages=2),
     triton.Config({"BLOCK_B": 32, "BLOCK_H": 32, "BLOCK_K": 32}, num_warps=8, num_stages=2),
@@ -66,7 +68,6 @@ _STEP_CONFIGS = [
     triton.Config({"BLOCK_B": 64, "BLOCK_H": 32, "BLOCK_K": 32}, num_warps=8, num_stages=2),
     triton.Config({"BLOCK_B": 64, "BLOCK_H": 64, "BLOCK_K": 32}, num_warps=8, num_stages=2),
     triton.Config({"BLOCK_B": 16, "BLOCK_H": 64, "BLOCK_K": 64}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_B": 32, "BLOCK_H": 32, "BLOCK_K": 64}, num_warps=8, num_stages=3),
 ]
 # The reset-gated kernels (cho, MGU) keep the gates, the candidate and their operands of a fused
 # step live at once: 16x32x32 with 4 warps (the old first config) spilled 16-40 B in fp32, anything

@@ -57,6 +57,17 @@ def test_describe_launch_specialises_as_the_jit_does(gen):
         triton_aot.describe_launch(_probe_kernel.fn, (x, y, 7, 3, 2.0, False), {})
 
 
+def test_aligned_gives_ints_and_pointers_the_divisibility_hint_and_keeps_constants():
+    launch = {"module": "m", "kernel": "k", "tuner": None, "options": {"num_warps": 4},
+              "args": {"x_ptr": ["*fp32", ""], "y_ptr": ["*bf16", "D"], "n": ["i32", ""], "big": ["i64", ""],
+                       "one": ["constexpr", 1], "scale": ["fp32", None], "BLOCK": ["constexpr", 32]}}  # fmt: skip
+    a = triton_aot.aligned(launch)
+    assert a["args"] == {"x_ptr": ["*fp32", "D"], "y_ptr": ["*bf16", "D"], "n": ["i32", "D"], "big": ["i64", "D"],
+                         "one": ["constexpr", 1], "scale": ["fp32", None], "BLOCK": ["constexpr", 32]}  # fmt: skip
+    assert launch["args"]["n"] == ["i32", ""]  # a copy: the recorded launch is kept too
+    assert {k: v for k, v in a.items() if k != "args"} == {k: v for k, v in launch.items() if k != "args"}
+
+
 @needs_interpreter
 def test_recording_names_the_autotuner_of_each_dtype_and_restores_the_interpreter(gen):
     from triton.runtime.autotuner import Autotuner
@@ -101,6 +112,9 @@ def test_relu_and_max_pool_compile_for_sm90_with_every_config():
     rep = triton_aot.aot_report(90, ("tiny",), ("float32", "bfloat16"), ["relu", "max_pool2d"], jobs=1)
     assert rep["arch"] == "sm_90" and rep["record_failures"] == [] and rep["missing"] == []
     rows = rep["rows"]
+    # the odd tiny sizes as recorded, and aligned as a realistic shape keys them
+    n_hint = {"N" in r["divisible"].split() for r in rows if r["kernel"] == "_act_fwd_kernel"}
+    assert n_hint == {False, True}
     assert {r["kernel"] for r in rows} == {"_act_fwd_kernel", "_act_bwd_kernel", "_max_pool_fwd_kernel",
                                            "_max_pool_bwd_kernel"}  # fmt: skip
     for r in rows:
