@@ -240,10 +240,10 @@ def _kind(a: Any) -> str | None:
     """'numpy' | 'torch_cpu' | 'torch_cuda' | 'cupy' | None (not an array)."""
     if isinstance(a, np.ndarray):
         return "numpy"
-    mod = type(a).__module__
-    if mod.startswith("torch") and hasattr(a, "device"):
-        return "torch_cuda" if a.device.type == "cuda" else "torch_cpu"
-    if mod.startswith("cupy"):
+    torch = sys.modules.get("torch")  # a torch tensor implies torch is imported; never import it here
+    if torch is not None and isinstance(a, torch.Tensor):
+        return "torch_cuda" if a.is_cuda else "torch_cpu"
+    if type(a).__module__.startswith("cupy"):
         return "cupy"
     return None
 
@@ -272,6 +272,8 @@ _RUNS_ON = {
 
 
 def _runs_on(backend: str) -> set[str]:
+    if backend in ("numpy", "numba"):
+        return _RUNS_ON[backend]  # read-only here: the CPU backends' hot path skips the copy
     kinds = set(_RUNS_ON[backend])
     if backend == "triton" and triton_interpret():
         kinds.add("torch_cpu")
@@ -290,10 +292,14 @@ def cupy_host_run() -> bool:
 
 def resolve(op: str, args: tuple = (), kwargs: dict | None = None, backend: str | None = None) -> str:
     """The backend that will run ``op`` on these arguments (raises BackendError if none can)."""
+    return _resolve(op, _arrays(args, kwargs or {}), backend)
+
+
+def _resolve(op: str, arrays: list[tuple[str, Any, str]], backend: str | None) -> str:
+    """``resolve`` on the ``_arrays`` of the arguments (``call`` finds them once for both uses)."""
     if op not in OPS:
         raise BackendError(f"op must be one of dlgpu's ops; got {op!r}")
     name = _check_name(backend) if backend is not None else get_backend()
-    arrays = _arrays(args, kwargs or {})
     kinds = {k for _, _, k in arrays}
     on_cuda = bool(kinds & {"torch_cuda", "cupy"})
     if on_cuda and kinds & {"numpy", "torch_cpu"}:
@@ -312,12 +318,12 @@ def resolve(op: str, args: tuple = (), kwargs: dict | None = None, backend: str 
         raise BackendError(f"{op}: backend {name!r} is unavailable: {st.reason}")
     if not implements(name, op):
         raise BackendError(f"{op}: backend {name!r} has no kernel for it yet (see dlgpu.ops.op_table())")
-    bad = [(n, k) for n, _, k in arrays if k not in _runs_on(name)]
+    runs_on = _runs_on(name)
+    bad = [(n, k) for n, _, k in arrays if k not in runs_on]
     if bad:
         n, k = bad[0]
         raise BackendError(
-            f"{op}: backend {name!r} cannot run on {n} ({k.replace('_', ' ')}); "
-            f"it takes {', '.join(sorted(_runs_on(name)))}"
+            f"{op}: backend {name!r} cannot run on {n} ({k.replace('_', ' ')}); it takes {', '.join(sorted(runs_on))}"
         )
     return name
 
@@ -330,18 +336,18 @@ def _why(order: tuple[str, ...]) -> str:
 
 
 def _to_numpy(a: Any, name: str = "") -> Any:
-    if _kind(a) == "torch_cpu":
-        t = a.detach()
-        if t.dtype.is_floating_point and t.dtype not in _NUMPY_FLOATS():
-            what = f"{name} is a {t.dtype} tensor" if name else f"got {t.dtype}"
-            raise TypeError(
-                f"the CPU backends take float16/32/64 tensors, and bfloat16 when every floating-point input is "
-                f"bfloat16: {what} (cast the inputs to one dtype)"
-            )
-        return t.numpy()
     if isinstance(a, (list, tuple)):
-        return type(a)(_to_numpy(x, name) for x in a)
-    return a
+        return type(a)([_to_numpy(x, name) for x in a])
+    if isinstance(a, np.ndarray) or _kind(a) != "torch_cpu":
+        return a
+    t = a.detach() if a.requires_grad else a
+    if t.dtype not in _NUMPY_DTYPES() and t.dtype.is_floating_point:
+        what = f"{name} is a {t.dtype} tensor" if name else f"got {t.dtype}"
+        raise TypeError(
+            f"the CPU backends take float16/32/64 tensors, and bfloat16 when every floating-point input is "
+            f"bfloat16: {what} (cast the inputs to one dtype)"
+        )
+    return t.numpy()
 
 
 def _numpy_args(fn: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
@@ -358,10 +364,13 @@ def _numpy_args(fn: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, di
 
 
 @cache
-def _NUMPY_FLOATS() -> tuple:  # noqa: N802
+def _NUMPY_DTYPES() -> frozenset:  # noqa: N802
+    """The torch dtypes the CPU backends take as they are: the floats numpy has, and the rest
+    (ints, bool) that numpy views as well."""
     import torch
 
-    return (torch.float16, torch.float32, torch.float64)
+    return frozenset({torch.float16, torch.float32, torch.float64, torch.int64, torch.int32, torch.uint8,
+                      torch.bool, torch.int8, torch.int16})  # fmt: skip
 
 
 def _to_torch(a: Any) -> Any:
@@ -380,13 +389,21 @@ def _range(op: str, backend: str) -> contextlib.AbstractContextManager:
     """A ``dlgpu::<op>[<backend>]`` range while torch's profiler runs (and an NVTX range on CUDA
     when DLGPU_NVTX=1, for Nsight); nothing otherwise, and never inside a traced graph."""
     torch = sys.modules.get("torch")
-    if torch is None or torch.compiler.is_compiling():
-        return contextlib.nullcontext()
+    if torch is None:
+        return _NULL_RANGE
+    # cheapest test first: this runs on every call, and most calls are neither profiled nor traced
     if torch.autograd._profiler_enabled():
+        if torch.compiler.is_compiling():
+            return _NULL_RANGE
         return torch.profiler.record_function(f"dlgpu::{op}[{backend}]")
     if os.environ.get("DLGPU_NVTX", "0") not in ("", "0") and torch.cuda.is_available():
+        if torch.compiler.is_compiling():
+            return _NULL_RANGE
         return torch.cuda.nvtx.range(f"dlgpu::{op}[{backend}]")
-    return contextlib.nullcontext()
+    return _NULL_RANGE
+
+
+_NULL_RANGE = contextlib.nullcontext()  # reusable, holds no state
 
 
 # ---------------------------------------------------------------- half storage on the CPU
@@ -402,6 +419,8 @@ def _float_dtypes(arrays: list[tuple[str, Any, str]]) -> set[Any]:
 
 
 def _is_float(a: Any) -> bool:
+    if isinstance(a, np.ndarray):
+        return a.dtype.kind == "f"
     return a.dtype.is_floating_point if _kind(a) in ("torch_cpu", "torch_cuda") else a.dtype.kind == "f"
 
 
@@ -411,9 +430,11 @@ def _half_storage(backend: str, arrays: list[tuple[str, Any, str]]) -> Any:
     if len(dtypes) != 1:
         return None
     (dt,) = dtypes
+    if isinstance(dt, np.dtype):  # (comparing a numpy dtype with a torch one is slow)
+        return dt if backend == "numba" and dt == np.float16 else None
     import torch
 
-    halves = {torch.bfloat16} if backend == "numpy" else {torch.bfloat16, torch.float16, np.dtype(np.float16)}
+    halves = (torch.bfloat16,) if backend == "numpy" else (torch.bfloat16, torch.float16)
     return dt if dt in halves else None
 
 
@@ -438,17 +459,18 @@ def call(op: str, *args: Any, backend: str | None = None, **kwargs: Any) -> Any:
     (as numpy views) and their results come back as torch tensors. On the CPU backends, float16 (numba)
     and bfloat16 (numba, numpy) inputs are computed in float32 and the results stored back in that dtype,
     provided every floating-point input has it."""
-    name = resolve(op, args, kwargs, backend)
+    arrays = _arrays(args, kwargs)
+    name = _resolve(op, arrays, backend)
     fn = getattr(backend_module(name, OPS[op]), op)
     with _range(op, name):
         if name in ("numpy", "numba"):
-            arrays = _arrays(args, kwargs)
             torch_in = any(k == "torch_cpu" for _, _, k in arrays)
             half = _half_storage(name, arrays)
             if half is not None:
                 args, kwargs = _upcast(args), {k: _upcast(v) for k, v in kwargs.items()}
-            np_args, np_kwargs = _numpy_args(fn, args, kwargs)
-            out = fn(*np_args, **np_kwargs)
+            if torch_in:
+                args, kwargs = _numpy_args(fn, args, kwargs)
+            out = fn(*args, **kwargs)
             out = _to_torch(out) if torch_in else out
             return out if half is None else _store_as(out, half)
         return fn(*args, **kwargs)
