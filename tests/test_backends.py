@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from dlgpu import ops
+from dlgpu.kernels.numba._common import parallel_threshold
 from dlgpu.ops._dispatch import triton_interpret
 from dlgpu.testing.cases import all_cases, run_case, torch_inputs
 
@@ -18,6 +19,16 @@ CASES = {c.name: c for c in all_cases(seed=1234, size="tiny")}
 def test_numba_matches_reference(name, dtype):
     case = CASES[name]
     res = run_case(case, "numba", np.dtype(dtype), seed=1234)
+    assert not res.error, res.error
+    assert res.reports, "nothing was compared"
+    assert res.ok, "\n".join(str(r) for r in res.reports if not r.ok)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_numba_parallel_kernels_match_reference(name):
+    # the tiny cases run the serial twins of the size-switched kernels; these the parallel code
+    with parallel_threshold(0):
+        res = run_case(CASES[name], "numba", np.dtype("float32"), seed=1234)
     assert not res.error, res.error
     assert res.reports, "nothing was compared"
     assert res.ok, "\n".join(str(r) for r in res.reports if not r.ok)

@@ -7,11 +7,16 @@ input is non-contiguous (torch CPU tensors arrive as zero-copy numpy views).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import os
+import types
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from ...reference._validate import check_array
 
@@ -21,6 +26,69 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # on disk, fastmath off so float32 results stay within rounding of the float64 reference.
 JIT = dict(cache=True, nogil=True)
 PJIT = dict(JIT, parallel=True)
+
+# ------------------------------------------------------------------ parallel or serial, by size
+# Waking numba's thread pool has a fixed cost, paid by every parallel call: on a 2-core VM a relu of
+# 33k floats took 62 us with two threads and 10 us with one in one process (11-12 us both in
+# another: it depends on whether the pool is still spinning), and two threads win only past ~10^6
+# elements for relu, ~3x10^5 for sigmoid (time_cpu, numba's omp layer). So the elementwise, loss,
+# pooling, dropout and regulariser kernels are compiled twice, and a call whose largest array is
+# smaller than the kernel's threshold runs the serial twin: the same code with prange as range,
+# and the same results (their reductions sum fixed chunks, whatever the threads). On `dlgpu bench
+# --quick` (arrays of 33k-65k elements) that made those rows 1.4x faster (geometric mean).
+# The GEMM-like kernels (conv, linear, locally connected) stay parallel: their work is not their
+# arrays' size. The recurrent kernels' per-step passes are serial for the same reason (rnn.py).
+SERIAL_BELOW = 1 << 18  # elements; kernels with a few flops per element (exp, log, rows)
+SERIAL_BELOW_CHEAP = 1 << 20  # a compare or a multiply per element: memory-bound, the pool pays later
+SERIAL_BELOW_HEAVY = 1 << 15  # many loads per element (a 3x3 max-pool window, a K-class row's margins)
+_forced: list[int | None] = [None]  # parallel_threshold's override
+
+
+class ParallelKernel:
+    """A prange kernel as a parallel and a serial numba dispatcher, picked per call by the size of
+    its largest array argument. Called like the kernel; only from Python (njit code calls njit code)."""
+
+    def __init__(self, fn: Any, serial_below: int, options: dict[str, Any]) -> None:
+        self.parallel = njit(**dict(PJIT, **options))(fn)
+        # error_model: numba compiles a prange body with numpy's (x / 0 is inf, no check); the
+        # default python model's zero-division test keeps a loop with a division from vectorising
+        # (pseudo-Huber's serial twin ran 5x slower than the parallel code on one thread)
+        self.serial = njit(**dict(JIT, error_model="numpy", **options))(_twin(fn, "_serial"))
+        self.serial_below = serial_below
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any) -> Any:
+        n = 0
+        for a in args:
+            if isinstance(a, np.ndarray) and a.size > n:
+                n = a.size
+        limit = self.serial_below if _forced[0] is None else _forced[0]
+        return (self.serial if n < limit else self.parallel)(*args)
+
+
+def _twin(fn: Any, suffix: str) -> Any:
+    """A copy of ``fn`` under another qualified name: numba names its disk cache by the function,
+    and the two compilations of one function must not share (or overwrite) an entry."""
+    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
+    twin.__qualname__, twin.__module__ = fn.__qualname__ + suffix, fn.__module__
+    return twin
+
+
+def pjit(serial_below: int = SERIAL_BELOW, **options: Any) -> Any:
+    """Decorator: ``fn`` as a ``ParallelKernel`` (``options`` are numba's, e.g. ``fastmath``)."""
+    return lambda fn: ParallelKernel(fn, serial_below, options)
+
+
+@contextlib.contextmanager
+def parallel_threshold(elements: int) -> Iterator[None]:
+    """Inside the block every ParallelKernel runs serially below ``elements`` (0: always in parallel;
+    the tests use it to check the parallel code at small sizes)."""
+    _forced[0] = int(elements)
+    try:
+        yield
+    finally:
+        _forced[0] = None
+
 
 # ------------------------------------------------------------------ the disk cache
 # numba keys a cached kernel on its own file's content only, but our kernels inline helpers from

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...reference._validate import check_activation, check_axis, check_float, check_number, check_same_shape
-from ._common import JIT, PJIT, prepare
+from ._common import JIT, SERIAL_BELOW_CHEAP, pjit, prepare
 from ._math import INLINE, _c, _exp, _log1p_unit, _sigmoid, _tanh
 
 # Epilogue codes shared with the fused linear kernel (kernels take an int, not a string).
@@ -94,68 +94,68 @@ def _row_max(a):
 # ---------------------------------------------------------------------------- kernels
 
 
-@njit(**PJIT)
+@pjit(SERIAL_BELOW_CHEAP)
 def _relu_fwd_kernel(x, y):
     for i in prange(x.size):
         y[i] = _relu(x[i])
 
 
-@njit(**PJIT)
+@pjit(SERIAL_BELOW_CHEAP)
 def _relu_bwd_kernel(dy, x, dx):
     for i in prange(x.size):
         dx[i] = _relu_grad(dy[i], x[i])
 
 
-@njit(**PJIT)
+@pjit(SERIAL_BELOW_CHEAP)
 def _leaky_relu_fwd_kernel(x, slope, y):
     for i in prange(x.size):
         y[i] = _leaky_relu(x[i], slope)
 
 
-@njit(**PJIT)
+@pjit(SERIAL_BELOW_CHEAP)
 def _leaky_relu_bwd_kernel(dy, x, slope, dx):
     for i in prange(x.size):
         dx[i] = _leaky_relu_grad(dy[i], x[i], slope)
 
 
-@njit(**PJIT)
+@pjit()
 def _sigmoid_fwd_kernel(x, y):
     for i in prange(x.size):
         y[i] = _sigmoid(x[i])
 
 
-@njit(**PJIT)
+@pjit(SERIAL_BELOW_CHEAP)
 def _sigmoid_bwd_kernel(dy, y, dx):
     for i in prange(y.size):
         dx[i] = _sigmoid_grad(dy[i], y[i])
 
 
-@njit(**PJIT)
+@pjit()
 def _tanh_fwd_kernel(x, y):
     for i in prange(x.size):
         y[i] = _tanh(x[i])
 
 
-@njit(**PJIT)
+@pjit(SERIAL_BELOW_CHEAP)
 def _tanh_bwd_kernel(dy, y, dx):
     for i in prange(y.size):
         dx[i] = _tanh_grad(dy[i], y[i])
 
 
-@njit(**PJIT)
+@pjit()
 def _softplus_fwd_kernel(x, y):
     for i in prange(x.size):
         v = x[i]
         y[i] = (v if v > 0 else _c(0.0, v)) + _log1p_unit(_exp(-abs(v)))
 
 
-@njit(**PJIT)
+@pjit()
 def _softplus_bwd_kernel(dy, x, dx):
     for i in prange(x.size):
         dx[i] = dy[i] * _sigmoid(x[i])
 
 
-@njit(**PJIT)
+@pjit()
 def _softmax_fwd_kernel(x, y):  # R,K rows along the softmax axis
     for i in prange(x.shape[0]):
         xi, yi = x[i], y[i]
@@ -167,7 +167,7 @@ def _softmax_fwd_kernel(x, y):  # R,K rows along the softmax axis
             yi[j] *= inv
 
 
-@njit(**PJIT)
+@pjit()
 def _softmax_bwd_kernel(dy, y, dx):  # R,K
     for i in prange(y.shape[0]):
         dyi, yi, dxi = dy[i], y[i], dx[i]
@@ -176,7 +176,7 @@ def _softmax_bwd_kernel(dy, y, dx):  # R,K
             dxi[j] = yi[j] * (dyi[j] - s)
 
 
-@njit(**PJIT)
+@pjit()
 def _log_softmax_fwd_kernel(x, y):  # R,K
     for i in prange(x.shape[0]):
         xi, yi = x[i], y[i]
@@ -188,7 +188,7 @@ def _log_softmax_fwd_kernel(x, y):  # R,K
             yi[j] = (xi[j] - m) - log_sum
 
 
-@njit(**PJIT)
+@pjit()
 def _log_softmax_bwd_kernel(dy, y, dx):  # R,K
     for i in prange(y.shape[0]):
         dyi, yi, dxi = dy[i], y[i], dx[i]

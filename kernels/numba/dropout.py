@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...reference._validate import check_array, check_float, check_probability, check_same_shape
-from ._common import JIT, PJIT, prepare
+from ._common import JIT, SERIAL_BELOW_CHEAP, pjit, prepare
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)  # SplitMix64's increment (2**64 / golden ratio, odd)
 _SALT = 0x6A09E667F3BCC909  # keeps seed 0 away from key mix64(0) = 0
@@ -75,20 +75,20 @@ def _threshold(p: float) -> np.uint64:
 # ------------------------------------------------------------------------ kernels
 
 
-@njit(**PJIT)
+@pjit()
 def _dropout_mask_kernel(key, threshold, out):  # noqa: ANN001, ANN202
     for i in prange(out.size):
         out[i] = _keep(key, i, threshold)
 
 
-@njit(**PJIT)
+@pjit()
 def _dropout_seed_kernel(x, key, threshold, keep_scale, drop_scale, out):  # noqa: ANN001, ANN202
     # mask drawn and applied in one pass, never stored; forward and backward share this kernel
     for i in prange(x.size):
         out[i] = x[i] * (keep_scale if _keep(key, i, threshold) else drop_scale)
 
 
-@njit(**PJIT)
+@pjit(SERIAL_BELOW_CHEAP)
 def _dropout_mask_apply_kernel(x, mask, keep_scale, drop_scale, out):  # noqa: ANN001, ANN202
     for i in prange(x.size):
         out[i] = x[i] * (keep_scale if mask[i] else drop_scale)

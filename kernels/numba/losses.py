@@ -18,7 +18,7 @@ from numba import njit, prange
 
 from ...reference._validate import check_array, check_float, check_positive, check_real, check_reduction
 from ...reference.losses import _check_classes, _check_elementwise, _check_signs, _check_unit_interval
-from ._common import JIT, PJIT, prepare
+from ._common import JIT, SERIAL_BELOW_CHEAP, SERIAL_BELOW_HEAVY, pjit, prepare
 from ._math import _exp, _log, _log1p, _log1p_unit
 
 _CHUNK = 8192  # elements per parallel work item: a chunk's loss buffer stays in L2
@@ -89,7 +89,7 @@ def _shifted_exp(yr, m, out):
 # otherwise. Each returns (sum of the per-element losses in float64, count of invalid targets).
 
 
-@njit(**PJIT)
+@pjit()
 def _hinge_fwd_kernel(y, t, loss, grad, scale, write_loss, squared):
     n = y.size
     zero, one = y.dtype.type(0.0), y.dtype.type(1.0)
@@ -118,7 +118,7 @@ def _hinge_fwd_kernel(y, t, loss, grad, scale, write_loss, squared):
     return part.sum(), nbad
 
 
-@njit(**PJIT)
+@pjit()
 def _binary_cross_entropy_fwd_kernel(y, t, loss, grad, scale, write_loss):
     n = y.size
     dt = y.dtype.type
@@ -144,7 +144,7 @@ def _binary_cross_entropy_fwd_kernel(y, t, loss, grad, scale, write_loss):
     return part.sum(), nbad
 
 
-@njit(**PJIT)
+@pjit()
 def _binary_cross_entropy_with_logits_fwd_kernel(y, t, loss, grad, scale, write_loss):
     n = y.size
     zero, one = y.dtype.type(0.0), y.dtype.type(1.0)
@@ -172,7 +172,7 @@ def _binary_cross_entropy_with_logits_fwd_kernel(y, t, loss, grad, scale, write_
     return part.sum(), nbad
 
 
-@njit(**PJIT)
+@pjit()
 def _mse_loss_fwd_kernel(y, t, loss, grad, scale, write_loss):
     n = y.size
     nch = (n + _CHUNK - 1) // _CHUNK
@@ -190,7 +190,7 @@ def _mse_loss_fwd_kernel(y, t, loss, grad, scale, write_loss):
     return part.sum(), 0
 
 
-@njit(**PJIT)
+@pjit()
 def _l1_loss_fwd_kernel(y, t, loss, grad, scale, write_loss):
     n = y.size
     zero, one = y.dtype.type(0.0), y.dtype.type(1.0)
@@ -209,7 +209,7 @@ def _l1_loss_fwd_kernel(y, t, loss, grad, scale, write_loss):
     return part.sum(), 0
 
 
-@njit(**PJIT)
+@pjit()
 def _pseudo_huber_loss_fwd_kernel(y, t, loss, grad, scale, write_loss, delta):
     # the reference's overflow-free form: u = min(a, delta) / max(a, delta) <= 1, a = |d|, never (d/delta)^2
     n = y.size
@@ -239,7 +239,7 @@ def _pseudo_huber_loss_fwd_kernel(y, t, loss, grad, scale, write_loss, delta):
 # y [N, K], t [N] int64, grad [N, K]; rows[N] gets each row's loss in input's dtype.
 
 
-@njit(**PJIT)
+@pjit()
 def _cross_entropy_fwd_kernel(y, t, rows, grad, scale):
     n, k = y.shape
     for i in prange(n):
@@ -254,7 +254,7 @@ def _cross_entropy_fwd_kernel(y, t, rows, grad, scale):
         rows[i] = np.log(s) - (yr[ti] - m)
 
 
-@njit(**PJIT)
+@pjit(SERIAL_BELOW_HEAVY)
 def _multiclass_hinge_fwd_kernel(y, t, rows, grad, scale, squared):
     n, k = y.shape
     zero, one = y.dtype.type(0.0), y.dtype.type(1.0)
@@ -340,19 +340,19 @@ def _targets_ok(y, t):
 # ------------------------------------------------------------------ backward
 
 
-@njit(**PJIT)
+@pjit(SERIAL_BELOW_CHEAP)
 def _loss_bwd_scalar_kernel(grad_input, g, out):
     for i in prange(grad_input.size):
         out[i] = grad_input[i] * g
 
 
-@njit(**PJIT)
+@pjit(SERIAL_BELOW_CHEAP)
 def _loss_bwd_elementwise_kernel(grad_input, g, out):
     for i in prange(grad_input.size):
         out[i] = grad_input[i] * g[i]
 
 
-@njit(**PJIT)
+@pjit(SERIAL_BELOW_CHEAP)
 def _loss_bwd_rows_kernel(grad_input, g, out):
     n, k = grad_input.shape
     for i in prange(n):

@@ -22,11 +22,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from ...reference._validate import check_float, check_ndim, check_shape
 from ...reference.pooling import IntOrPair, _check_x_shape, _divisor, _params, pool2d_output_shape
-from ._common import PJIT, prepare
+from ._common import SERIAL_BELOW_HEAVY, pjit, prepare
 
 __all__ = [
     "pool2d_output_shape",
@@ -39,7 +39,7 @@ __all__ = [
 # ------------------------------------------------------------------------ kernels
 
 
-@njit(**PJIT)
+@pjit(SERIAL_BELOW_HEAVY)
 def _max_pool_fwd_kernel(x, y, idx, h, w, oh, ow, kh, kw, sh, sw, ph, pw):  # noqa: ANN001, ANN202
     # x: NC,H*W  y, idx: NC,OH*OW -- flat planes, so each tap is one add and one load
     for pl in prange(x.shape[0]):
@@ -66,7 +66,7 @@ def _max_pool_fwd_kernel(x, y, idx, h, w, oh, ow, kh, kw, sh, sw, ph, pw):  # no
                 ip[o * ow + q] = bi
 
 
-@njit(**PJIT)
+@pjit()
 def _max_pool_bwd_kernel(dy, indices, dx):  # noqa: ANN001, ANN202
     # dy, indices: NC,OH*OW  dx: NC,H*W
     nc, hw = dx.shape
@@ -86,7 +86,7 @@ def _max_pool_bwd_kernel(dy, indices, dx):  # noqa: ANN001, ANN202
     return bad
 
 
-@njit(**PJIT)
+@pjit()
 def _avg_pool_fwd_kernel(x, y, d, h, w, kh, kw, sh, sw, ph, pw):  # noqa: ANN001, ANN202
     # x: NC,H*W  y: NC,OH*OW  d: OH,OW divisors
     oh, ow = d.shape
@@ -113,7 +113,7 @@ def _avg_pool_fwd_kernel(x, y, d, h, w, kh, kw, sh, sw, ph, pw):  # noqa: ANN001
                 yr[q] /= dr[q]
 
 
-@njit(**PJIT)
+@pjit()
 def _avg_pool_bwd_kernel(dy, dx, d, h, w, kh, kw, sh, sw, ph, pw):  # noqa: ANN001, ANN202
     # dy: NC,OH*OW  dx: NC,H*W  d: OH,OW divisors; the forward's two passes transposed
     oh, ow = d.shape

@@ -21,7 +21,7 @@ from numba import njit, prange
 
 from ...reference._validate import check_choice, check_float, check_nonnegative, check_positive
 from ...reference.regularizers import CLIP_EPS, NORM_TYPES, _check_grad_output
-from ._common import JIT, PJIT, prepare
+from ._common import JIT, SERIAL_BELOW_CHEAP, pjit, prepare
 
 _CHUNK = 16384  # elements per parallel work item of a reduction
 
@@ -93,7 +93,7 @@ def _norm2(x):
     return m * np.sqrt(_sum_sq_scaled(x, m))
 
 
-@njit(**PJIT)
+@pjit()
 def _sum_abs_pow_kernel(x, square):
     """sum |x| (square False) or sum x^2 (square True) of a flat array, in float64."""
     n = x.size
@@ -105,7 +105,7 @@ def _sum_abs_pow_kernel(x, square):
     return part.sum()
 
 
-@njit(**PJIT)
+@pjit()
 def _sum_sq_scaled_kernel(x, m):
     """sum (x/m)^2 of a flat array in float64 (the scaled fallback of a 2-norm)."""
     n = x.size
@@ -116,7 +116,7 @@ def _sum_sq_scaled_kernel(x, m):
     return part.sum()
 
 
-@njit(**PJIT)
+@pjit()
 def _max_abs_kernel(x):
     """max |x| of each chunk of a flat array; NaN in a chunk gives NaN there.
 
@@ -138,13 +138,13 @@ def _max_abs_kernel(x):
 # --------------------------------------------------------------- elementwise passes
 
 
-@njit(**PJIT)
+@pjit(SERIAL_BELOW_CHEAP)
 def _scale_kernel(x, coef, out):
     for i in prange(x.size):
         out[i] = x[i] * coef
 
 
-@njit(**PJIT)
+@pjit(SERIAL_BELOW_CHEAP)
 def _l1_penalty_bwd_kernel(w, coef, out):
     zero = w.dtype.type(0.0)
     for i in prange(w.size):
@@ -152,7 +152,7 @@ def _l1_penalty_bwd_kernel(w, coef, out):
         out[i] = coef if v > zero else (-coef if v < zero else v * coef)  # sign(0) = 0; NaN kept
 
 
-@njit(**PJIT)
+@pjit()
 def _max_norm_fwd_kernel(w, c, out):
     # w, out [O, F]: one neuron per row; c float64 (max_norm rounded to w's dtype); the norm, the
     # scale and each product are float64, the product rounded once to w's dtype (as the reference)
@@ -172,7 +172,7 @@ def _max_norm_fwd_kernel(w, c, out):
                 out[i, j] = w[i, j]
 
 
-@njit(**PJIT)
+@pjit()
 def _clip_grad_value_fwd_kernel(g, c, out):
     for i in prange(g.size):
         v = g[i]

@@ -35,3 +35,25 @@ def test_other_code_keeps_numba_s_own_locator():
 
     assert twice(3) == 6
     assert not getattr(type(twice._cache._impl.locator), "_dlgpu", False)
+
+
+def test_a_size_switched_kernel_keeps_two_cache_entries_and_picks_by_size(monkeypatch):
+    import numpy as np
+
+    from dlgpu.kernels.numba import activations
+
+    k = activations._sigmoid_fwd_kernel
+    assert isinstance(k, _common.ParallelKernel) and k.__name__ == "_sigmoid_fwd_kernel"
+    assert k.parallel.targetoptions.get("parallel") and not k.serial.targetoptions.get("parallel")
+    names = {d._cache._impl._filename_base for d in (k.parallel, k.serial)}
+    assert len(names) == 2, names  # one function, two compilations: two cache files
+    ran = []
+    monkeypatch.setattr(k, "serial", lambda *a: ran.append("serial"))
+    monkeypatch.setattr(k, "parallel", lambda *a: ran.append("parallel"))
+    small, big = np.ones(k.serial_below - 1, np.float32), np.ones(k.serial_below, np.float32)
+    k(small, small)
+    k(big, np.empty_like(big))
+    with _common.parallel_threshold(0):
+        k(small, small)
+    k(small, small)  # the override ends with the block
+    assert ran == ["serial", "parallel", "parallel", "serial"]
