@@ -28,7 +28,8 @@ JIT = dict(cache=True, nogil=True)
 PJIT = dict(JIT, parallel=True)
 
 # ------------------------------------------------------------------ parallel or serial, by size
-# Waking numba's thread pool has a fixed cost, paid by every parallel call: on a 2-core VM a relu of
+# Waking numba's thread pool has a fixed cost, paid by every parallel call (more so with the
+# OMP_WAIT_POLICY=PASSIVE that dlgpu sets, see dlgpu/__init__.py): on a 2-core VM a relu of
 # 33k floats took 62 us with two threads and 10 us with one in one process (11-12 us both in
 # another: it depends on whether the pool is still spinning), and two threads win only past ~10^6
 # elements for relu, ~3x10^5 for sigmoid (time_cpu, numba's omp layer). So the elementwise, loss,
