@@ -62,3 +62,22 @@ def test_cpu_peaks_are_positive_and_cached():
     assert measure_peaks("cpu", "float32", small=True) is p
     with pytest.raises(ValueError, match="device must be"):
         measure_peaks("tpu", "float32", small=True)
+
+
+def test_cuda_timing_goes_through_do_bench_per_callable(monkeypatch):
+    """The GPU path without a GPU: ``do_bench``'s per-rep milliseconds (return_mode="all") become
+    seconds, each callable is benchmarked on its own, and ``rep_time`` is its rep budget."""
+    testing = pytest.importorskip("triton.testing", reason="triton is not installed")
+    seen = []
+
+    def fake_do_bench(fn, warmup, rep, return_mode):
+        fn()
+        seen.append((warmup, rep, return_mode))
+        return [0.5, 0.25, 2.0]  # ms per rep
+
+    monkeypatch.setattr(testing, "do_bench", fake_do_bench)
+    ran = []
+    out = time_group({"a": lambda: ran.append("a"), "b": lambda: ran.append("b")}, "cuda", rep_time=0.2)
+    assert ran == ["a", "b"] and seen == [(25, 200, "all")] * 2
+    t = out["a"]
+    assert (t.median_s, t.min_s, t.max_s, t.reps, t.inner) == pytest.approx((5e-4, 2.5e-4, 2e-3, 3, 1))
