@@ -100,7 +100,12 @@ def dlgpu_op(name: str, *, mutates_args: Iterable[str] | str = ()) -> Callable[[
     return decorate
 
 
+_PLAIN = (torch.Tensor, torch.nn.Parameter)  # the eager types: neither fake nor functional wrappers
+
+
 def _storage_key(t: torch.Tensor) -> int:
+    if type(t) in _PLAIN and not torch._is_functional_tensor(t):  # eager: skip is_fake's 1.3 us
+        return t.untyped_storage().data_ptr()
     from torch._subclasses.fake_tensor import is_fake
 
     if is_fake(t):  # fake/functional tensors have no data pointer; their storages still tell aliases
