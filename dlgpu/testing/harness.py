@@ -160,7 +160,8 @@ def compare(
     inf_bad = np.isinf(o) & ~(np.isinf(r) & (np.sign(o) == np.sign(r)))
     rep.n_nan, rep.n_inf = int(nan.sum()), int(np.isinf(o).sum())
     finite = np.isfinite(o) & np.isfinite(r)
-    diff = np.where(finite, np.abs(o - r), 0.0)
+    with np.errstate(invalid="ignore"):  # inf - inf where both are inf: masked out by finite
+        diff = np.where(finite, np.abs(o - r), 0.0)
     scale = float(np.max(np.abs(r[np.isfinite(r)]), initial=0.0)) or 1.0
     allowed = tol.rtol * np.abs(np.where(finite, r, 0.0)) + tol.atol * scale
     bad = nan | inf_bad | (diff > allowed) | (np.isnan(r) & ~nan)
