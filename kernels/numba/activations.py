@@ -278,11 +278,15 @@ def softplus_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def _rows(a: np.ndarray, axis: int) -> np.ndarray:
     """``a`` with ``axis`` moved last, C-contiguous, as R,K rows (a view when axis is last)."""
+    if axis == a.ndim - 1:  # the usual case, without moveaxis's ~3 us of Python
+        return a.reshape(-1, a.shape[axis])
     return np.ascontiguousarray(np.moveaxis(a, axis, -1)).reshape(-1, a.shape[axis])
 
 
 def _unrows(r: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
     """Inverse of ``_rows``: C-contiguous, in ``shape``."""
+    if axis == len(shape) - 1:
+        return r.reshape(shape)
     moved = shape[:axis] + shape[axis + 1 :] + (shape[axis],)
     return np.ascontiguousarray(np.moveaxis(r.reshape(moved), -1, axis))
 
