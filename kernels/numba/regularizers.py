@@ -14,6 +14,7 @@ reference always does.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -240,7 +241,7 @@ def max_norm_forward(weight: np.ndarray, max_norm: float) -> np.ndarray:
     c = check_positive(max_norm, "max_norm")
     w = prepare(weight, "weight")
     out = np.empty(w.shape, w.dtype)
-    rows = (w.shape[0], int(np.prod(w.shape[1:])))  # O,F (explicit: -1 is ambiguous for an empty weight)
+    rows = (w.shape[0], math.prod(w.shape[1:]))  # O,F (explicit: -1 is ambiguous for an empty weight)
     w2, out2 = w.reshape(rows), out.reshape(rows)
     _max_norm_fwd_kernel(w2, np.float64(w.dtype.type(c)), out2)
     return out
