@@ -24,12 +24,18 @@ def _shape(x: Any) -> tuple[int, ...]:
 
 def check_array(x: Any, name: str) -> None:
     """Raise TypeError unless ``x`` looks like an array (has shape, ndim and dtype)."""
+    if type(x) is np.ndarray:  # the common case, on every call of every kernel: skip the attribute probes
+        return
     if not all(hasattr(x, a) for a in ("shape", "ndim", "dtype")):
         raise TypeError(f"{name} must be an array or tensor, got {type(x).__name__}")
 
 
 def check_float(x: Any, name: str) -> None:
     """Raise TypeError unless ``x`` is a floating-point array."""
+    if type(x) is np.ndarray:
+        if x.dtype.kind != "f":
+            raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
+        return
     check_array(x, name)
     kind = getattr(x.dtype, "is_floating_point", None)
     if kind is None:  # numpy / cupy dtype
