@@ -227,14 +227,7 @@ def _act_grad_kernel(
 # 64-bit division as a subroutine and spills around its calls (ABI, not register pressure: 16-60 B at
 # 80-200 registers, differently in 3.9 and 3.6), so only these small tiles with one stage come out
 # clean in every specialisation; 64x64x16 with 8 warps spills 8-60 B. Worst kept 173 / 128 registers.
-_DGRAD_TC_CONFIGS = [
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=16, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 16}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 16}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=8, num_stages=3),
-]
+_DGRAD_TC_CONFIGS = _FWD_TC_CONFIGS  # the same tiles measured clean for both kernels
 _DGRAD_FP32_CONFIGS = [
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=8, num_stages=1),
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4, num_stages=1),
